@@ -1,0 +1,41 @@
+"""ID-photo engines: ``local`` (face detection, framing, segmentation) and ``basic`` (Pillow only)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from ._base import Engine, EngineError, EngineRequest, EngineResult, OutputFormat
+
+__all__ = [
+    "Engine",
+    "EngineError",
+    "EngineRequest",
+    "EngineResult",
+    "OutputFormat",
+    "default_engine_name",
+    "get_engine",
+]
+
+
+def default_engine_name() -> str:
+    """``local`` when its extra (mediapipe) is installed, else ``basic``."""
+    return "local" if importlib.util.find_spec("mediapipe") is not None else "basic"
+
+
+def get_engine(name: str | None = None) -> Engine:
+    """The engine called ``name`` (``local`` or ``basic``); None picks the default."""
+    name = name or default_engine_name()
+    if name == "basic":
+        from ._basic import BasicEngine
+
+        return BasicEngine()
+    if name == "local":
+        if importlib.util.find_spec("mediapipe") is None:
+            raise RuntimeError(
+                "The local engine needs its extra: pip install 'idphoto-async[local]' "
+                "(or use --engine basic, which does not detect faces)."
+            )
+        from ._local import LocalEngine
+
+        return LocalEngine()
+    raise ValueError(f"Unknown engine {name!r}: choose 'local' or 'basic'.")

@@ -1,0 +1,429 @@
+"""AsyncIDPhotoClient: create, query, wait for and download ID photos."""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, Literal, Self, overload
+
+import anyio
+import httpx
+
+from ._constants import (
+    API_PATH,
+    DEFAULT_BASE_URL,
+    DEFAULT_QPS,
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    MAX_PROCESSING_SECONDS,
+    MAX_RESULT_BYTES,
+)
+from ._download import save_result
+from ._errors import DownloadError, TaskFailedError, TaskTimeoutError, ValidationError
+from ._inputs import Upload, prepare_upload, validate_image_url, validate_source
+from ._limiter import Limiter, TokenBucketLimiter
+from ._models import Task, TaskResult
+from ._options import CreateOptions, ReturnType, make_options
+from ._polling import PollSchedule
+from ._retry import RetryPolicy
+from ._transport import ApiCaller, Secret
+
+if TYPE_CHECKING:
+    from ._batch import BatchOutcome
+
+__all__ = ["AsyncIDPhotoClient", "ImageFile"]
+
+ImageFile = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
+"""An image to upload: a path, the bytes themselves, or a binary file object."""
+
+WAIT_MARGIN = 30.0
+"""Seconds :meth:`AsyncIDPhotoClient.wait` allows beyond the service's 180 s limit."""
+
+
+class AsyncIDPhotoClient:
+    """Async client of the ID Photo API, for asyncio and trio.
+
+    One client holds one HTTP connection pool and one rate limiter; share it across tasks
+    (e.g. create it once in a web app's lifespan). Use ``async with`` to close it.
+
+    Args:
+        api_key: the key sent as ``X-API-KEY``; defaults to env ``IDPHOTO_API_KEY``.
+            Required for the vendor's service, optional for a local server.
+        base_url: defaults to env ``IDPHOTO_BASE_URL``, else the vendor's service.
+        qps: the key's requests per second (default 2), when no ``limiter`` is given.
+        limiter: a shared limiter (one key, many clients); see :class:`TokenBucketLimiter`.
+        http_client: an ``httpx.AsyncClient`` to use (not closed by this client).
+        timeout: seconds for each request (sync creates wait up to the service's 180 s limit).
+        max_retries: retries of a failed request (429, 5xx, connection errors).
+        retry_creates: also retry a create after a 5xx or a connection lost mid-request.
+            The API has no idempotency key: the first attempt may have made a task, so this
+            may charge twice. Off by default; refused (429) or unsent creates are always retried.
+        poll_schedule: when to query a task; learns from the tasks this client finishes.
+        max_connections: size of the connection pool.
+        max_download_bytes: cap on a downloaded result.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        qps: float = DEFAULT_QPS,
+        limiter: Limiter | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 3,
+        retry_creates: bool = False,
+        poll_schedule: PollSchedule | None = None,
+        max_connections: int = 64,
+        max_download_bytes: int = MAX_RESULT_BYTES,
+    ) -> None:
+        base = (base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
+        parsed = urllib.parse.urlsplit(base)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValidationError(
+                f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, got {base!r}.",
+                field="base_url",
+            )
+        key = api_key if api_key is not None else os.environ.get(ENV_API_KEY)
+        if not key and base == DEFAULT_BASE_URL:
+            raise ValidationError(
+                f"No API key: pass api_key=... or set {ENV_API_KEY}. To work offline, run "
+                "`idphoto serve` and point base_url at it.",
+                field="api_key",
+            )
+        if max_retries < 0:
+            raise ValidationError("max_retries must be 0 or more.", field="max_retries")
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            trust_env=False,
+        )
+        self.limiter: Limiter = limiter or TokenBucketLimiter(qps)
+        self.poll_schedule = poll_schedule or PollSchedule()
+        self.retry_creates = retry_creates
+        self.max_download_bytes = max_download_bytes
+        self._timeout = httpx.Timeout(timeout)
+        self._api = ApiCaller(
+            http=self._http,
+            base_url=base,
+            api_key=Secret(key) if key else None,
+            limiter=self.limiter,
+            retry=RetryPolicy(max_retries=max_retries),
+            timeout=self._timeout,
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The API origin requests go to."""
+        return self._api.base_url
+
+    @property
+    def requests_sent(self) -> int:
+        """API requests sent so far (creates and queries, retries included; not downloads)."""
+        return self._api.requests_sent
+
+    def __repr__(self) -> str:
+        return f"AsyncIDPhotoClient(base_url={self.base_url!r}, qps={self.limiter.qps:g})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (unless it was injected)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    # -- create ---------------------------------------------------------------------------
+
+    @overload
+    async def create(
+        self,
+        image_file: ImageFile | None = ...,
+        *,
+        image_url: str | None = ...,
+        sync: Literal[False] = ...,
+        size: str | tuple[int, int] | None = ...,
+        format: str | None = ...,
+        bg_color: str | None = ...,
+        return_type: str | int | ReturnType | None = ...,
+        retry_create: bool | None = ...,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
+    ) -> Task: ...
+
+    @overload
+    async def create(
+        self,
+        image_file: ImageFile | None = ...,
+        *,
+        image_url: str | None = ...,
+        sync: Literal[True],
+        size: str | tuple[int, int] | None = ...,
+        format: str | None = ...,
+        bg_color: str | None = ...,
+        return_type: str | int | ReturnType | None = ...,
+        retry_create: bool | None = ...,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
+    ) -> TaskResult: ...
+
+    @overload
+    async def create(
+        self,
+        image_file: ImageFile | None = ...,
+        *,
+        image_url: str | None = ...,
+        sync: bool,
+        size: str | tuple[int, int] | None = ...,
+        format: str | None = ...,
+        bg_color: str | None = ...,
+        return_type: str | int | ReturnType | None = ...,
+        retry_create: bool | None = ...,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
+    ) -> Task | TaskResult: ...
+
+    async def create(
+        self,
+        image_file: ImageFile | None = None,
+        *,
+        image_url: str | None = None,
+        sync: bool = False,
+        size: str | tuple[int, int] | None = None,
+        format: str | None = None,
+        bg_color: str | None = None,
+        return_type: str | int | ReturnType | None = None,
+        retry_create: bool | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> Task | TaskResult:
+        """Create an ID-photo task from ``image_file`` or ``image_url`` (exactly one).
+
+        Every input is validated first: a rejected one raises :class:`ValidationError` and
+        costs no request. Async mode (default) returns a :class:`Task` to :meth:`wait` for;
+        ``sync=True`` holds the request until the photo is made and returns its
+        :class:`TaskResult` (raising :class:`TaskFailedError` if it failed).
+        """
+        options = make_options(size=size, format=format, bg_color=bg_color, return_type=return_type)
+        validate_source(image_file, image_url)
+        upload: Upload | None = None
+        if image_file is not None:
+            upload = await anyio.to_thread.run_sync(prepare_upload, image_file)
+        try:
+            return await self._send_create(
+                options,
+                upload=upload,
+                image_url=validate_image_url(image_url) if image_url is not None else None,
+                sync=sync,
+                retry_create=self.retry_creates if retry_create is None else retry_create,
+                timeout=timeout,
+                max_retries=max_retries,
+            )
+        finally:
+            if upload is not None:
+                upload.close()
+
+    async def _send_create(
+        self,
+        options: CreateOptions,
+        *,
+        upload: Upload | None,
+        image_url: str | None,
+        sync: bool,
+        retry_create: bool,
+        timeout: float | None,
+        max_retries: int | None,
+    ) -> Task | TaskResult:
+        # Multipart, like the seed's `curl -F` examples, whichever the image source.
+        fields: dict[str, Any] = {"sync": (None, "1" if sync else "0")}
+        fields.update({name: (None, value) for name, value in options.form_fields().items()})
+        if upload is not None:
+            fields["image_file"] = upload.httpx_file()
+        else:
+            fields["image_url"] = (None, image_url)
+        request_timeout = self._request_timeout(timeout)
+        if sync:
+            request_timeout = httpx.Timeout(
+                request_timeout.connect, read=MAX_PROCESSING_SECONDS + WAIT_MARGIN,
+                write=request_timeout.write, pool=request_timeout.pool,
+            )
+        data, message = await self._api.call(
+            "POST",
+            API_PATH,
+            files=fields,
+            idempotent=retry_create,
+            timeout=request_timeout,
+            max_retries=max_retries,
+        )
+        if not sync:
+            return Task.from_api(data)
+        result = TaskResult.from_api(data, message=message)
+        if result.is_failed:
+            raise TaskFailedError(result.task_id, result.state, result.message)
+        return result
+
+    # -- query and wait ---------------------------------------------------------------------
+
+    async def get(
+        self, task_id: str, *, timeout: float | None = None, max_retries: int | None = None
+    ) -> TaskResult:
+        """Query a task once (one request). Does not raise on a failed state."""
+        if not isinstance(task_id, str) or not task_id.strip():
+            raise ValidationError("task_id must be a non-empty string.", field="task_id")
+        data, message = await self._api.call(
+            "GET",
+            f"{API_PATH}/{urllib.parse.quote(task_id, safe='')}",
+            idempotent=True,
+            priority=True,
+            timeout=self._request_timeout(timeout),
+            max_retries=max_retries,
+        )
+        return TaskResult.from_api(data, message=message)
+
+    async def wait(self, task: Task | str, *, timeout: float | None = None) -> TaskResult:
+        """Poll ``task`` until it succeeds and return its result.
+
+        Queries follow :attr:`poll_schedule` (first when the task is likely done, then
+        backing off). Raises :class:`TaskFailedError` on a negative state and
+        :class:`TaskTimeoutError` after ``timeout`` seconds since the task was created
+        (default: the service's 180 s limit plus a margin).
+        """
+        if isinstance(task, str):
+            task = Task(task_id=task)
+        limit = MAX_PROCESSING_SECONDS + WAIT_MARGIN if timeout is None else timeout
+        start = anyio.current_time()
+        already = 0.0
+        if task.created_at is not None:
+            already = max(0.0, (datetime.now(UTC) - task.created_at).total_seconds())
+        schedule = self.poll_schedule
+        delay = schedule.first_delay() - already
+        polls = 0
+        last_pending = already
+        while True:
+            elapsed = already + anyio.current_time() - start
+            remaining = limit - elapsed
+            if remaining <= 0:
+                raise TaskTimeoutError(task.task_id, elapsed)
+            await anyio.sleep(max(0.0, min(delay, remaining)))
+            result = await self.get(task.task_id)
+            polls += 1
+            elapsed = already + anyio.current_time() - start
+            if result.is_done:
+                schedule.record(_processing_duration(result, last_pending, elapsed))
+                return result
+            if result.is_failed:
+                raise TaskFailedError(result.task_id, result.state, result.message)
+            last_pending = elapsed
+            delay = schedule.next_delay(elapsed, polls)
+
+    # -- download ---------------------------------------------------------------------------
+
+    async def download(
+        self,
+        result: TaskResult,
+        dest: str | os.PathLike[str],
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> Path:
+        """Save ``result``'s image to ``dest``: streamed, size-checked, atomic.
+
+        Takes no API request slot and never sends the API key. Raises
+        :class:`ResultExpiredError` when the URL is gone (results are kept for 1 hour) and
+        :class:`DownloadError` when it fails (nothing is left under ``dest``).
+        """
+        if not result.is_done:
+            raise DownloadError(
+                f"Task {result.task_id} has no image to download (state {int(result.state)}): "
+                "wait() for it first."
+            )
+        retries = self._api.retry.max_retries if max_retries is None else max_retries
+        attempt = 0
+        while True:
+            try:
+                return await save_result(
+                    self._http,
+                    result,
+                    dest,
+                    max_bytes=self.max_download_bytes,
+                    timeout=self._request_timeout(timeout),
+                )
+            except DownloadError:
+                if attempt >= retries:
+                    raise
+                await anyio.sleep(self._api.retry.delay(attempt))
+                attempt += 1
+
+    async def generate(
+        self,
+        image_file: ImageFile | None = None,
+        dest: str | os.PathLike[str] | None = None,
+        *,
+        image_url: str | None = None,
+        sync: bool = False,
+        size: str | tuple[int, int] | None = None,
+        format: str | None = None,
+        bg_color: str | None = None,
+        return_type: str | int | ReturnType | None = None,
+    ) -> Path:
+        """Create, wait for and download one ID photo to ``dest``; return the path."""
+        if dest is None:
+            raise ValidationError("generate() needs dest, the path to write.", field="dest")
+        created = await self.create(
+            image_file,
+            image_url=image_url,
+            sync=sync,
+            size=size,
+            format=format,
+            bg_color=bg_color,
+            return_type=return_type,
+        )
+        result = created if isinstance(created, TaskResult) else await self.wait(created)
+        return await self.download(result, dest)
+
+    def batch(
+        self,
+        inputs: Iterable[Any],
+        *,
+        out_dir: str | os.PathLike[str],
+        **options: Any,
+    ) -> AsyncIterator[BatchOutcome]:
+        """Process many inputs; yield one outcome per input as each completes.
+
+        See :func:`idphoto_async.run_batch` for the options (mode, max_in_flight, journal...).
+        """
+        from ._batch import run_batch
+
+        return run_batch(self, inputs, out_dir=out_dir, **options)
+
+    def _request_timeout(self, timeout: float | None) -> httpx.Timeout:
+        return self._timeout if timeout is None else httpx.Timeout(timeout)
+
+
+def _processing_duration(result: TaskResult, last_pending: float, observed: float) -> float:
+    """Best estimate of how long the task took, for the poll schedule.
+
+    The service's own timestamps (second resolution) are used when present, bounded by what
+    this client saw: still pending at ``last_pending``, done at ``observed``.
+    """
+    if result.created_at is not None and result.completed_at is not None:
+        served = (result.completed_at - result.created_at).total_seconds()
+        return min(max(served, last_pending), observed)
+    return (last_pending + observed) / 2 if last_pending > 0 else observed

@@ -1,0 +1,229 @@
+"""One API request: limiter slot, send, map the answer or failure to our errors, retry.
+
+Retries follow one rule: a request is sent again only where that cannot charge twice.
+Queries are always safe. A create is safe when it surely never reached the service (the
+connection was refused, or the service answered 429, which it does before making a task);
+after a 5xx or a connection lost mid-request the task may exist already, and the API has no
+idempotency key, so a create is retried then only when the caller allows it
+(``retry_creates=True``): a possible second charge in exchange for not failing the photo.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import attrs
+import httpx
+
+from ._constants import API_KEY_HEADER
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    MalformedResponseError,
+    RateLimitError,
+    status_error,
+)
+from ._limiter import Limiter
+from ._retry import RetryPolicy, parse_retry_after
+
+__all__ = ["ApiCaller", "Secret"]
+
+MAX_JSON_BYTES = 64 * 1024 * 1024
+"""Cap on an API answer: a base64 result of the largest ID photo fits well within it."""
+
+
+class Secret:
+    """A string that never shows itself in repr or str."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, only for the request header."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@attrs.define
+class ApiCaller:
+    """Sends API requests through the shared limiter, with retries and error mapping."""
+
+    http: httpx.AsyncClient
+    base_url: str
+    api_key: Secret | None
+    limiter: Limiter
+    retry: RetryPolicy
+    timeout: httpx.Timeout
+    requests_sent: int = 0
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        files: Mapping[str, Any] | None = None,
+        data: Mapping[str, str] | None = None,
+        idempotent: bool,
+        priority: bool = False,
+        timeout: httpx.Timeout | None = None,
+        max_retries: int | None = None,
+    ) -> tuple[Mapping[str, Any], str]:
+        """Send one API request; return the envelope's ``data`` object and ``message``."""
+        retries = self.retry.max_retries if max_retries is None else max_retries
+        attempt = 0
+        while True:
+            try:
+                return await self._attempt(
+                    method, path, files=files, data=data, priority=priority, timeout=timeout
+                )
+            except _Retryable as exc:
+                safe = exc.never_reached or idempotent
+                if attempt >= retries or not safe:
+                    raise exc.error from None
+                retry_after = exc.error.retry_after if isinstance(exc.error, RateLimitError) else None
+                if isinstance(exc.error, RateLimitError):
+                    # The limiter already paused everybody; wait our turn there.
+                    delay = 0.0
+                else:
+                    delay = self.retry.delay(attempt, retry_after=retry_after)
+                attempt += 1
+                await anyio.sleep(delay)
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        *,
+        files: Mapping[str, Any] | None,
+        data: Mapping[str, str] | None,
+        priority: bool,
+        timeout: httpx.Timeout | None,
+    ) -> tuple[Mapping[str, Any], str]:
+        await self.limiter.acquire(priority=priority)
+        headers = {API_KEY_HEADER: self.api_key.reveal()} if self.api_key else {}
+        request = self.http.build_request(
+            method,
+            self.base_url + path,
+            headers=headers,
+            files=files,
+            data=data,
+            timeout=timeout or self.timeout,
+        )
+        self.requests_sent += 1
+        try:
+            response = await self.http.send(request, stream=True, follow_redirects=False)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            # Nothing was sent: safe to retry any request.
+            error: APIError = (
+                APITimeoutError("Connecting to the API timed out.")
+                if isinstance(exc, httpx.ConnectTimeout)
+                else APIConnectionError(f"Could not connect to the API ({type(exc).__name__}).")
+            )
+            raise _Retryable(error, never_reached=True) from None
+        except httpx.PoolTimeout:
+            raise _Retryable(
+                APITimeoutError("No free connection in the pool in time."), never_reached=True
+            ) from None
+        except httpx.TimeoutException as exc:
+            raise _Retryable(
+                APITimeoutError(f"The API did not answer in time ({type(exc).__name__})."),
+                never_reached=False,
+            ) from None
+        except httpx.TransportError as exc:
+            raise _Retryable(
+                APIConnectionError(f"The connection to the API failed ({type(exc).__name__})."),
+                never_reached=False,
+            ) from None
+        try:
+            body = await _read_capped(response, MAX_JSON_BYTES)
+        except httpx.TimeoutException as exc:
+            raise _Retryable(
+                APITimeoutError(f"The API answer stalled ({type(exc).__name__})."),
+                never_reached=False,
+            ) from None
+        except httpx.TransportError as exc:
+            raise _Retryable(
+                APIConnectionError(f"The API answer was cut short ({type(exc).__name__})."),
+                never_reached=False,
+            ) from None
+        finally:
+            await response.aclose()
+        return await self._interpret(response, body)
+
+    async def _interpret(
+        self, response: httpx.Response, body: bytes
+    ) -> tuple[Mapping[str, Any], str]:
+        envelope = _parse_envelope(body)
+        status = response.status_code
+        message = ""
+        if envelope is not None:
+            raw_message = envelope.get("message")
+            message = raw_message[:500] if isinstance(raw_message, str) else ""
+            json_status = envelope.get("status")
+            if status == 200 and isinstance(json_status, int) and not isinstance(json_status, bool):
+                status = json_status
+        if status == 200:
+            if envelope is None:
+                raise _Retryable(
+                    MalformedResponseError("the answer is not a JSON envelope"), never_reached=False
+                )
+            data = envelope.get("data")
+            if not isinstance(data, Mapping):
+                raise MalformedResponseError("the answer has no data object")
+            return data, message
+        if envelope is None:
+            message = message or body[:200].decode("utf-8", "replace").strip()
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        error = status_error(status, message, retry_after=retry_after)
+        if status == 429:
+            await self.limiter.on_rate_limited(retry_after)
+            raise _Retryable(error, never_reached=True)
+        if status >= 500:
+            raise _Retryable(error, never_reached=False)
+        raise error
+
+
+class _Retryable(Exception):
+    """Internal: a failure that may be retried, and whether the request surely never landed."""
+
+    def __init__(self, error: APIError, *, never_reached: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.never_reached = never_reached
+
+
+def _parse_envelope(body: bytes) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    """Read a streamed body, refusing more than ``limit`` bytes."""
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise MalformedResponseError(f"the answer is {declared} bytes, over the {limit} cap")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in response.aiter_bytes():
+        total += len(chunk)
+        if total > limit:
+            raise MalformedResponseError(f"the answer is over the {limit} byte cap")
+        chunks.append(chunk)
+    return b"".join(chunks)
+

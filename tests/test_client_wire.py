@@ -1,0 +1,495 @@
+"""Wire-level tests of the client with httpx.MockTransport: exact requests, every answer mapped."""
+
+from __future__ import annotations
+
+import base64
+import email.parser
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+import idphoto_async as ia
+from idphoto_async._client import AsyncIDPhotoClient
+from idphoto_async._polling import PollSchedule
+
+pytestmark = pytest.mark.anyio
+
+BASE = "https://api.test"
+KEY = "sk-very-secret-key-123"
+
+
+class RecordingLimiter:
+    """A limiter that never waits and records every call."""
+
+    qps = 1000.0
+
+    def __init__(self) -> None:
+        self.acquired: list[bool] = []
+        self.rate_limited: list[float | None] = []
+
+    async def acquire(self, *, timeout: float | None = None, priority: bool = False) -> None:
+        self.acquired.append(priority)
+
+    async def on_rate_limited(self, retry_after: float | None = None) -> None:
+        self.rate_limited.append(retry_after)
+
+
+def jpeg_bytes(size: tuple[int, int] = (64, 80)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 150, 120)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def png_bytes(size: tuple[int, int] = (100, 100)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGBA", size, (0, 0, 0, 0)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def envelope(data: Any, status: int = 200, message: str = "success") -> dict[str, Any]:
+    return {"status": status, "message": message, "data": data}
+
+
+def multipart_fields(request: httpx.Request) -> dict[str, tuple[str | None, bytes]]:
+    """Field name -> (filename, content) of a multipart request."""
+    raw = (
+        f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode() + request.read()
+    )
+    message = email.parser.BytesParser().parsebytes(raw)
+    assert message.is_multipart()
+    fields: dict[str, tuple[str | None, bytes]] = {}
+    for part in message.get_payload():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        fields[str(name)] = (part.get_filename(), payload)
+    return fields
+
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def make_client(handler: Handler, **kwargs: Any) -> tuple[AsyncIDPhotoClient, RecordingLimiter]:
+    limiter = RecordingLimiter()
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    kwargs.setdefault("poll_schedule", PollSchedule(initial_guess=0.0, min_delay=0.0))
+    client = AsyncIDPhotoClient(KEY, BASE, limiter=limiter, http_client=http, **kwargs)
+    return client, limiter
+
+
+async def test_create_async_sends_the_seed_multipart_with_file(tmp_path: Path) -> None:
+    src = tmp_path / "me.jpg"
+    src.write_bytes(jpeg_bytes())
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=envelope({"task_id": "T1"}))
+
+    client, limiter = make_client(handler)
+    async with client:
+        task = await client.create(src, size="295x413", format="jpg", bg_color="ff0000")
+    assert isinstance(task, ia.Task)
+    assert task.task_id == "T1"
+    (request,) = seen
+    assert request.method == "POST"
+    assert str(request.url) == f"{BASE}/api/tasks/visual/idphoto"
+    assert request.headers["X-API-KEY"] == KEY
+    fields = multipart_fields(request)
+    assert fields["sync"] == (None, b"0")
+    assert fields["size"] == (None, b"295x413")
+    assert fields["format"] == (None, b"jpg")
+    assert fields["bg_color"] == (None, b"FF0000")
+    assert fields["image_file"][0] == "me.jpg"
+    assert fields["image_file"][1] == src.read_bytes()
+    assert "image_url" not in fields
+    assert limiter.acquired == [False]
+
+
+async def test_create_with_url_is_multipart_too() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=envelope({"task_id": "T2"}))
+
+    client, _ = make_client(handler)
+    async with client:
+        await client.create(image_url="https://img.test/a b.jpg", return_type="base64")
+    fields = multipart_fields(seen[0])
+    assert fields["image_url"] == (None, b"https://img.test/a%20b.jpg")
+    assert fields["return_type"] == (None, b"2")
+    assert "image_file" not in fields
+
+
+async def test_sync_create_returns_result_and_bytes_source_works() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert multipart_fields(request)["sync"] == (None, b"1")
+        return httpx.Response(
+            200,
+            json=envelope(
+                {
+                    "task_id": "T3",
+                    "state": 1,
+                    "progress": 100,
+                    "image": "https://cdn.test/r.png",
+                    "created_at": "1700000000",
+                    "processed_at": "1700000001",
+                    "completed_at": "1700000003",
+                }
+            ),
+        )
+
+    client, _ = make_client(handler)
+    async with client:
+        result = await client.create(png_bytes(), sync=True)
+    assert isinstance(result, ia.TaskResult)
+    assert result.is_done and result.is_url
+    assert result.completed_at is not None and result.completed_at.timestamp() == 1700000003
+
+
+async def test_sync_create_failed_state_raises_task_failed() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=envelope({"task_id": "T4", "state": -7, "progress": 0}))
+
+    client, _ = make_client(handler)
+    async with client:
+        with pytest.raises(ia.TaskFailedError) as info:
+            await client.create(io.BytesIO(png_bytes()), sync=True)
+    assert info.value.state == ia.TaskState.INVALID_IMAGE
+    assert not info.value.retryable
+    assert "T4" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, ia.BadRequestError),
+        (401, ia.AuthenticationError),
+        (404, ia.NotFoundError),
+        (413, ia.PayloadTooLargeError),
+        (429, ia.RateLimitError),
+        (500, ia.ServerError),
+        (503, ia.ServerError),
+    ],
+)
+async def test_every_status_maps_to_its_class(status: int, cls: type[ia.APIStatusError]) -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(status, json=envelope(None, status=status, message="nope"))
+
+    client, limiter = make_client(handler, max_retries=0)
+    async with client:
+        with pytest.raises(cls) as info:
+            await client.get("T")
+    assert info.value.status_code == status
+    assert KEY not in str(info.value) and KEY not in repr(info.value)
+    assert calls == 1
+    assert len(limiter.rate_limited) == (1 if status == 429 else 0)
+
+
+async def test_json_status_inside_http_200_is_honoured() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=envelope(None, status=401, message="bad key"))
+
+    client, _ = make_client(handler)
+    async with client:
+        with pytest.raises(ia.AuthenticationError, match="bad key"):
+            await client.get("T")
+
+
+async def test_429_slows_the_limiter_and_is_retried_even_for_create() -> None:
+    answers = [
+        httpx.Response(429, headers={"Retry-After": "2"}, json=envelope(None, 429, "slow")),
+        httpx.Response(200, json=envelope({"task_id": "T5"})),
+    ]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return answers.pop(0)
+
+    client, limiter = make_client(handler)
+    async with client:
+        task = await client.create(png_bytes())
+    assert task.task_id == "T5"
+    assert limiter.rate_limited == [2.0]
+    assert len(limiter.acquired) == 2
+
+
+async def test_5xx_create_is_not_retried_by_default_but_query_is() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        if len(calls) in (1, 2):
+            return httpx.Response(500, text="boom")
+        return httpx.Response(200, json=envelope({"task_id": "T", "state": 4, "progress": 30}))
+
+    client, _ = make_client(handler, max_retries=2)
+    async with client:
+        with pytest.raises(ia.ServerError, match="boom"):
+            await client.create(png_bytes())
+        assert calls == ["POST"]
+        result = await client.get("T")
+    assert calls == ["POST", "GET", "GET"]
+    assert result.is_processing and result.progress == 30
+
+
+async def test_retry_creates_allows_retrying_a_5xx_create() -> None:
+    answers = [httpx.Response(502), httpx.Response(200, json=envelope({"task_id": "T6"}))]
+    client, _ = make_client(lambda r: answers.pop(0), retry_creates=True)
+    async with client:
+        assert (await client.create(png_bytes())).task_id == "T6"
+
+
+async def test_connect_error_is_retried_for_create() -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, json=envelope({"task_id": "T7"}))
+
+    client, _ = make_client(handler)
+    async with client:
+        assert (await client.create(png_bytes())).task_id == "T7"
+    assert calls == 2
+
+
+async def test_read_error_on_create_is_not_retried() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadError("reset", request=request)
+
+    client, _ = make_client(handler)
+    async with client:
+        with pytest.raises(ia.APIConnectionError):
+            await client.create(png_bytes())
+
+
+async def test_timeouts_map_to_api_timeout_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    client, _ = make_client(handler, max_retries=1)
+    async with client:
+        with pytest.raises(ia.APITimeoutError):
+            await client.get("T")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html>oops</html>",
+        b"[]",
+        json.dumps({"status": 200, "message": "success"}).encode(),
+        json.dumps(envelope({"task_id": 5, "state": 1})).encode(),
+        json.dumps(envelope({"task_id": "T", "state": "done"})).encode(),
+        json.dumps(envelope({"task_id": "T", "state": 1, "image": ""})).encode(),
+    ],
+)
+async def test_malformed_answers_raise_typed_errors(body: bytes) -> None:
+    client, _ = make_client(lambda r: httpx.Response(200, content=body), max_retries=0)
+    async with client:
+        with pytest.raises(ia.MalformedResponseError):
+            await client.get("T")
+
+
+async def test_validation_costs_no_request(tmp_path: Path) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:  # pragma: no cover - must not run
+        raise AssertionError("no request expected")
+
+    client, limiter = make_client(handler)
+    async with client:
+        with pytest.raises(ia.ValidationError):
+            await client.create(png_bytes(), size="50x50")
+        with pytest.raises(ia.ValidationError):
+            await client.create(png_bytes(), format="png", bg_color="FFFFFF")
+        with pytest.raises(ia.ValidationError):
+            await client.create()
+        with pytest.raises(ia.ValidationError):
+            await client.create(png_bytes(), image_url="https://x.test/a.jpg")
+        with pytest.raises(ia.ValidationError):
+            await client.create(b"not an image at all")
+        with pytest.raises(ia.ValidationError):
+            await client.get("")
+    assert limiter.acquired == []
+
+
+async def test_wait_polls_until_done_and_learns() -> None:
+    states = [0, 4, 1]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        state = states.pop(0)
+        data: dict[str, Any] = {"task_id": "T", "state": state, "progress": 100 if state == 1 else 10}
+        if state == 1:
+            data["image"] = "https://cdn.test/x.png"
+        return httpx.Response(200, json=envelope(data))
+
+    client, limiter = make_client(handler)
+    async with client:
+        result = await client.wait("T")
+    assert result.is_done
+    assert limiter.acquired == [True, True, True]  # queries go first in the limiter
+
+
+async def test_wait_raises_on_failed_state() -> None:
+    client, _ = make_client(
+        lambda r: httpx.Response(200, json=envelope({"task_id": "T", "state": -8}))
+    )
+    async with client:
+        with pytest.raises(ia.TaskFailedError) as info:
+            await client.wait(ia.Task("T"))
+    assert info.value.state == ia.TaskState.TIMED_OUT
+    assert info.value.retryable
+
+
+async def test_wait_gives_up_after_its_timeout() -> None:
+    client, _ = make_client(
+        lambda r: httpx.Response(200, json=envelope({"task_id": "T", "state": 4}))
+    )
+    async with client:
+        with pytest.raises(ia.TaskTimeoutError, match="still processing"):
+            await client.wait("T", timeout=0.05)
+
+
+async def test_download_url_streams_without_the_key(tmp_path: Path) -> None:
+    image = png_bytes((300, 400))
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=image, headers={"Content-Length": str(len(image))})
+
+    client, limiter = make_client(handler)
+    result = ia.TaskResult(task_id="T", state=ia.TaskState.SUCCEEDED, image="https://cdn.test/r.png",
+                           image_kind="url")
+    async with client:
+        path = await client.download(result, tmp_path / "out" / "r.png")
+    assert path.read_bytes() == image
+    assert "X-API-KEY" not in seen[0].headers
+    assert limiter.acquired == []
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["r.png"]
+
+
+async def test_truncated_download_leaves_nothing(tmp_path: Path) -> None:
+    image = png_bytes((300, 400))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=image[:50], headers={"Content-Length": str(len(image))})
+
+    client, _ = make_client(handler, max_retries=0)
+    result = ia.TaskResult(task_id="T", state=ia.TaskState.SUCCEEDED, image="https://cdn.test/r.png",
+                           image_kind="url")
+    async with client:
+        with pytest.raises(ia.DownloadError):
+            await client.download(result, tmp_path / "r.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("status", [403, 404, 410])
+async def test_expired_url_raises_result_expired(tmp_path: Path, status: int) -> None:
+    client, _ = make_client(lambda r: httpx.Response(status))
+    result = ia.TaskResult(task_id="T", state=ia.TaskState.SUCCEEDED, image="https://cdn.test/r.png",
+                           image_kind="url")
+    async with client:
+        with pytest.raises(ia.ResultExpiredError):
+            await client.download(result, tmp_path / "r.png")
+
+
+async def test_oversized_download_is_refused(tmp_path: Path) -> None:
+    big = png_bytes() + b"\0" * 5000
+
+    client, _ = make_client(lambda r: httpx.Response(200, content=big), max_download_bytes=1000,
+                            max_retries=0)
+    result = ia.TaskResult(task_id="T", state=ia.TaskState.SUCCEEDED, image="https://cdn.test/r.png",
+                           image_kind="url")
+    async with client:
+        with pytest.raises(ia.DownloadError, match="cap"):
+            await client.download(result, tmp_path / "r.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_redirect_to_http_from_https_is_refused(tmp_path: Path) -> None:
+    client, _ = make_client(
+        lambda r: httpx.Response(302, headers={"Location": "http://evil.test/x.png"}), max_retries=0
+    )
+    result = ia.TaskResult(task_id="T", state=ia.TaskState.SUCCEEDED, image="https://cdn.test/r.png",
+                           image_kind="url")
+    async with client:
+        with pytest.raises(ia.DownloadError, match="scheme"):
+            await client.download(result, tmp_path / "r.png")
+
+
+async def test_redirect_to_other_https_host_is_followed_without_key(tmp_path: Path) -> None:
+    image = png_bytes()
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "cdn.test":
+            return httpx.Response(302, headers={"Location": "https://other.test/y.png"})
+        return httpx.Response(200, content=image)
+
+    client, _ = make_client(handler)
+    result = ia.TaskResult(task_id="T", state=ia.TaskState.SUCCEEDED, image="https://cdn.test/r.png",
+                           image_kind="url")
+    async with client:
+        await client.download(result, tmp_path / "r.png")
+    assert [r.url.host for r in seen] == ["cdn.test", "other.test"]
+    assert all("X-API-KEY" not in r.headers for r in seen)
+
+
+async def test_download_base64(tmp_path: Path) -> None:
+    image = png_bytes()
+    client, _ = make_client(lambda r: httpx.Response(500))
+    result = ia.TaskResult(task_id="T", state=ia.TaskState.SUCCEEDED,
+                           image=base64.b64encode(image).decode(), image_kind="base64")
+    async with client:
+        path = await client.download(result, tmp_path / "r.png")
+        assert path.read_bytes() == image
+        bad = ia.TaskResult(task_id="T", state=ia.TaskState.SUCCEEDED, image="!!notbase64!!",
+                            image_kind="base64")
+        with pytest.raises(ia.DownloadError, match="base64"):
+            await client.download(bad, tmp_path / "bad.png", max_retries=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.png"]
+
+
+async def test_generate_does_create_wait_download(tmp_path: Path) -> None:
+    image = png_bytes()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(200, json=envelope({"task_id": "G"}))
+        if request.url.path.endswith("/G"):
+            return httpx.Response(
+                200,
+                json=envelope({"task_id": "G", "state": 1, "image": "https://cdn.test/g.png"}),
+            )
+        return httpx.Response(200, content=image)
+
+    client, _ = make_client(handler)
+    async with client:
+        path = await client.generate(png_bytes(), tmp_path / "g.png", size=(300, 400))
+    assert path.read_bytes() == image
+
+
+def test_key_never_in_repr_and_is_required_for_the_vendor(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IDPHOTO_API_KEY", raising=False)
+    monkeypatch.delenv("IDPHOTO_BASE_URL", raising=False)
+    with pytest.raises(ia.ValidationError, match="IDPHOTO_API_KEY"):
+        AsyncIDPhotoClient()
+    monkeypatch.setenv("IDPHOTO_API_KEY", KEY)
+    client = AsyncIDPhotoClient()
+    assert KEY not in repr(client) and KEY not in str(vars(client))
+    assert client.base_url == "https://techhk.aoscdn.com"
+    with pytest.raises(ia.ValidationError, match="base_url"):
+        AsyncIDPhotoClient(KEY, "ftp://x")

@@ -27,6 +27,7 @@ _CHIN = 152
 _FOREHEAD = 10
 
 Points = npt.NDArray[np.float64]
+Box = tuple[float, float, float, float]
 
 
 @attrs.frozen
@@ -45,7 +46,7 @@ class Face:
     """The face the photo is made of, in source-image pixels."""
 
     keypoints: FaceKeypoints
-    box: tuple[float, float, float, float]
+    box: Box
     """Detection box (x, y, width, height)."""
     faces_found: int
     from_mesh: bool
@@ -99,33 +100,44 @@ def find_face(image: RGBImage, config: FaceConfig = FaceConfig()) -> Face:
     return Face(keypoints, box, len(boxes), mesh is not None)
 
 
-def detect_faces(
-    image: RGBImage, config: FaceConfig = FaceConfig()
-) -> list[tuple[tuple[float, float, float, float], Points]]:
+def detect_faces(image: RGBImage, config: FaceConfig = FaceConfig()) -> list[tuple[Box, Points]]:
     """Face boxes (x, y, w, h) and the detector's six keypoints, in pixels.
 
-    The short-range model runs first; the full-range one only if it finds nothing
-    (small faces in a wide shot).
+    Both the short-range model (close faces) and the full-range one (small faces in a wide
+    shot) run; a box both find is kept once.
     """
-    height, width = image.shape[:2]
+    found: list[tuple[Box, Points]] = []
     for model in (0, 1):
-        result = _models().detector(model, config.min_confidence).process(image)
-        found = []
-        for det in result.detections or ():
-            rel = det.location_data.relative_bounding_box
-            box = (rel.xmin * width, rel.ymin * height, rel.width * width, rel.height * height)
-            kps = np.array(
-                [(k.x * width, k.y * height) for k in det.location_data.relative_keypoints],
-                dtype=np.float64,
-            )
-            if box[2] > 1 and box[3] > 1:
+        for box, kps in _detect(image, model, config):
+            if all(_iou(box, other) < 0.3 for other, _ in found):
                 found.append((box, kps))
-        if found:
-            return found
-    return []
+    return found
 
 
-def _prominence(box: tuple[float, float, float, float], width: int, height: int) -> float:
+def _detect(image: RGBImage, model: int, config: FaceConfig) -> list[tuple[Box, Points]]:
+    height, width = image.shape[:2]
+    result = _models().detector(model, config.min_confidence).process(image)
+    found = []
+    for det in result.detections or ():
+        rel = det.location_data.relative_bounding_box
+        box = (rel.xmin * width, rel.ymin * height, rel.width * width, rel.height * height)
+        kps = np.array(
+            [(k.x * width, k.y * height) for k in det.location_data.relative_keypoints],
+            dtype=np.float64,
+        )
+        if box[2] > 1 and box[3] > 1:
+            found.append((box, kps))
+    return found
+
+
+def _iou(a: Box, b: Box) -> float:
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def _prominence(box: Box, width: int, height: int) -> float:
     """Area, discounted by distance from the image centre (0 at a corner's distance)."""
     x, y, w, h = box
     dx = (x + w / 2 - width / 2) / (width / 2)
@@ -134,9 +146,7 @@ def _prominence(box: tuple[float, float, float, float], width: int, height: int)
     return float(w * h * (1.0 - 0.75 * off_centre))
 
 
-def _mesh_keypoints(
-    image: RGBImage, box: tuple[float, float, float, float], config: FaceConfig
-) -> FaceKeypoints | None:
+def _mesh_keypoints(image: RGBImage, box: Box, config: FaceConfig) -> FaceKeypoints | None:
     """Run the face mesh on a square crop around ``box``; None if it finds no face."""
     x, y, w, h = box
     side = max(w, h) * config.crop_factor

@@ -108,6 +108,7 @@ class ImageInfo:
     @property
     def content_type(self) -> str:
         """The MIME type of the image."""
+        Image.init()  # registers every plugin's MIME type (once)
         return Image.MIME.get(self.format.upper(), "application/octet-stream")
 
     @property

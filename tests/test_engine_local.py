@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -266,3 +267,14 @@ def test_parse_color() -> None:
     assert parse_color("#FF0000") == (255, 0, 0)
     with pytest.raises(ValueError, match="RRGGBB"):
         parse_color("red")
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parent.parent / "samples").glob("0*")), ids=lambda p: p.name
+)
+def test_samples_succeed(engine: LocalEngine, path: Path) -> None:
+    assert path.stat().st_size < 150_000
+    result = engine.process(EngineRequest(path.read_bytes(), (295, 413), "jpg"))
+    m = measure(result.image)
+    assert abs(m["eye"] - EYE_LINE) <= EYE_TOL, m
+    assert abs(m["head"] - HEAD_SHARE) <= HEAD_TOL, m

@@ -1,0 +1,94 @@
+"""Counters for tests and benchmarks: updated on the event loop, read from any thread."""
+
+from __future__ import annotations
+
+import collections
+import threading
+from typing import Any
+
+__all__ = ["Stats"]
+
+_WINDOW = 1.0
+
+
+class Stats:
+    """Requests, 429s, peak requests per 1 s window per key, creates, credits, faults."""
+
+    def __init__(self, engine: str) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._arrivals: dict[str, collections.deque[float]] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self._requests: collections.Counter[str] = collections.Counter()
+        self._statuses: collections.Counter[int] = collections.Counter()
+        self._peak: dict[str, int] = {}
+        self._outcomes: collections.Counter[int] = collections.Counter()
+        self._faults: collections.Counter[str] = collections.Counter()
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._arrivals.clear()
+
+    def reset(self) -> None:
+        """Zero every counter (tasks and results are kept)."""
+        with self._lock:
+            self._reset()
+
+    def request(self, endpoint: str) -> None:
+        """A request arrived at ``endpoint`` (create, query, download, admin, unknown)."""
+        with self._lock:
+            self._requests[endpoint] += 1
+
+    def arrival(self, identity: str, now: float) -> None:
+        """An API request from ``identity`` (a key label or client address) at ``now``."""
+        with self._lock:
+            window = self._arrivals.setdefault(identity, collections.deque())
+            window.append(now)
+            while window and window[0] <= now - _WINDOW:
+                window.popleft()
+            self._peak[identity] = max(self._peak.get(identity, 0), len(window))
+
+    def status(self, code: int) -> None:
+        """A response with HTTP status ``code`` was sent."""
+        with self._lock:
+            self._statuses[code] += 1
+
+    def count(self, name: str) -> None:
+        """Bump a named counter: rate_limited, creates, successes, downloads..."""
+        with self._lock:
+            self._counts[name] += 1
+
+    def outcome(self, state: int) -> None:
+        """A task ended in ``state`` (1 is a charged credit)."""
+        with self._lock:
+            self._outcomes[state] += 1
+            if state == 1:
+                self._counts["successes"] += 1
+
+    def fault(self, name: str) -> None:
+        """A fault was injected."""
+        with self._lock:
+            self._faults[name] += 1
+
+    def snapshot(self, tasks_by_state: dict[int, int], clock_offset: float) -> dict[str, Any]:
+        """A JSON-ready copy of everything (keys of dicts are strings)."""
+        with self._lock:
+            return {
+                "engine": self.engine,
+                "requests": dict(self._requests),
+                "requests_total": sum(self._requests.values()),
+                "responses": {str(k): v for k, v in sorted(self._statuses.items())},
+                "rate_limited": self._counts["rate_limited"],
+                "responses_429": self._statuses[429],
+                "peak_window": dict(self._peak),
+                "peak_requests_per_second": max(self._peak.values(), default=0),
+                "creates": self._counts["creates"],
+                "successes": self._counts["successes"],
+                "credits_charged": self._counts["successes"],
+                "downloads": self._counts["downloads"],
+                "outcomes": {str(k): v for k, v in sorted(self._outcomes.items())},
+                "tasks_by_state": {str(k): v for k, v in sorted(tasks_by_state.items())},
+                "faults": dict(self._faults),
+                "faults_total": sum(self._faults.values()),
+                "clock_offset": clock_offset,
+            }

@@ -104,7 +104,7 @@ def encode(img: Image.Image, fmt: OutputFormat, config: LocalConfig) -> bytes:
     if fmt == "jpg":
         img.convert("RGB").save(buf, "JPEG", quality=config.jpeg_quality, optimize=True)
     else:
-        img.save(buf, "PNG", optimize=False, compress_level=6)
+        img.save(buf, "PNG", optimize=False, compress_level=3)
     return buf.getvalue()
 
 

@@ -1,0 +1,355 @@
+"""Client-side rate limiting of API requests (creates and queries) to the key's QPS.
+
+The API refuses (429) requests beyond the key's QPS, and a strict server counts every
+request that *arrives* in a sliding 1-second window, refused ones included. So the
+limiter must never send ``floor(qps) + 1`` requests within any closed 1 s interval, even
+after a few milliseconds of network jitter, and after a 429 the whole limiter (not each
+request on its own) must back off, or retries keep the window full and starve the client.
+
+:class:`TokenBucketLimiter` is per event loop: share one instance between any number of
+clients and tasks of one loop (one key, many clients). Several processes sharing one key
+need a shared store (a Redis-backed :class:`Limiter` is planned).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import ClassVar, Protocol, runtime_checkable
+
+import anyio
+import anyio.lowlevel
+
+from ._constants import DEFAULT_QPS
+from ._errors import LimiterTimeoutError
+
+__all__ = ["DEFAULT_MARGIN", "Limiter", "TokenBucketLimiter"]
+
+DEFAULT_MARGIN = 0.04
+"""Extra spacing (4 %) between requests: 40 ms per second of window.
+
+That absorbs network jitter and event-loop lag of a few tens of milliseconds between
+taking a slot and the request reaching the server, and still leaves 1/1.04 = 96 % of the
+QPS usable.
+"""
+
+_EPS = 1e-9  # float slack when comparing a clock reading with a computed slot time
+
+
+@runtime_checkable
+class Limiter(Protocol):
+    """What the client needs from a rate limiter (one per API key)."""
+
+    @property
+    def qps(self) -> float:
+        """The configured requests per second."""
+        ...
+
+    async def acquire(
+        self,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (measured on the limiter's clock)
+        priority: bool = False,
+    ) -> None:
+        """Take one request slot, waiting in FIFO order.
+
+        ``priority=True`` (status queries of tasks that are due) is served before normal
+        waiters (new creates), FIFO within each class. Raises
+        :class:`~idphoto_async.LimiterTimeoutError` (with ``retry_after``, the estimated
+        wait) when no slot is free within ``timeout`` seconds; no slot is consumed then.
+        """
+        ...
+
+    async def on_rate_limited(self, retry_after: float | None = None) -> None:
+        """Report a 429: pause every request for ``retry_after`` (or a full window), slow down."""
+        ...
+
+
+class _Waiter:
+    """One queued :meth:`TokenBucketLimiter.acquire` call."""
+
+    __slots__ = ("deadline", "done", "event", "expired", "priority", "timeout")
+
+    def __init__(self, priority: bool, timeout: float, deadline: float) -> None:
+        self.priority = priority
+        self.timeout = timeout
+        self.deadline = deadline
+        self.event = anyio.Event()
+        self.done = False  # left the queue: granted, cancelled or timed out
+        self.expired = False
+
+    async def wait(self) -> None:
+        await self.event.wait()
+        self.event = anyio.Event()
+
+
+class TokenBucketLimiter:
+    """A fair token bucket (GCRA) that is safe against a strict sliding-window server.
+
+    Guarantees, measured at the moments :meth:`acquire` returns:
+
+    * consecutive slots are at least ``(1 + margin) / qps`` seconds apart once ``burst``
+      is used up (throughput ``qps / (1 + margin)``);
+    * at most ``max(1, floor(qps))`` slots in any window of ``(1 + margin)`` seconds
+      (``(1 + margin) / qps`` when ``qps < 1``), whatever ``burst`` is. So a server that
+      allows ``floor(qps)`` arrivals in any closed 1 s window never sees too many, with
+      ``margin`` seconds per window to spare for jitter. (A non-integer ``qps`` above 1 is
+      therefore served at about ``floor(qps)`` per second.)
+
+    Waiters are served FIFO, ``priority`` ones first. Only the waiter at the head of the
+    queue sleeps (until its slot); it wakes the next one when it leaves, so thousands of
+    waiters cost one timer and no thundering herd. A waiter cancelled while queued or while
+    sleeping consumes no slot and hands the head role on.
+
+    After :meth:`on_rate_limited` the limiter hands out nothing until the pause is over, then
+    runs at ``DECREASE`` times its rate (at least ``MIN_FACTOR``), and after
+    ``QUIET_PERIOD`` seconds without another 429 regains ``RECOVERY_RATE`` of its full rate
+    per second.
+
+    One instance serves one event loop (any number of clients and tasks in it); it is not
+    thread-safe and not shared between processes.
+
+    Args:
+        qps: requests per second allowed for the key (default 2).
+        burst: slots that may be taken back to back after an idle period (capped by the
+            window guarantee above).
+        margin: relative safety margin, default :data:`DEFAULT_MARGIN` (4 %).
+        clock: seconds as a float; default :func:`anyio.current_time`.
+        sleep: default :func:`anyio.sleep`; inject both to test without real time.
+    """
+
+    DECREASE: ClassVar[float] = 0.5
+    MIN_FACTOR: ClassVar[float] = 0.125
+    QUIET_PERIOD: ClassVar[float] = 5.0
+    RECOVERY_RATE: ClassVar[float] = 0.1
+
+    def __init__(
+        self,
+        qps: float = DEFAULT_QPS,
+        *,
+        burst: int = 1,
+        margin: float = DEFAULT_MARGIN,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        if isinstance(qps, bool) or not isinstance(qps, int | float) or not 0 < qps < math.inf:
+            raise ValueError(f"qps must be a positive number, got {qps!r}")
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise ValueError(f"burst must be an integer >= 1, got {burst!r}")
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin < 1:
+            raise ValueError(f"margin must be in [0, 1), got {margin!r}")
+        self._qps = float(qps)
+        self._burst = burst
+        self._margin = float(margin)
+        self._clock: Callable[[], float] = clock or anyio.current_time
+        self._sleep: Callable[[float], Awaitable[None]] = sleep or anyio.sleep
+        self._interval = (1.0 + margin) / qps
+        self._limit = max(1, math.floor(qps + 1e-9))
+        self._window = (1.0 + margin) * max(1.0, 1.0 / qps)
+        self._recent: deque[float] = deque(maxlen=self._limit)  # last grant times
+        self._tat = -math.inf  # GCRA theoretical arrival time
+        self._paused_until = -math.inf
+        self._factor_floor = 1.0  # rate factor right after the last slowdown
+        self._recover_from = -math.inf
+        self._queues: tuple[deque[_Waiter], deque[_Waiter]] = (deque(), deque())  # normal, prio
+        self._counts = [0, 0]  # live waiters in each queue
+        self._deadlines: list[tuple[float, int, _Waiter]] = []
+        self._seq = itertools.count()
+        self._sleep_scope: anyio.CancelScope | None = None
+        self.acquired = 0
+        """Slots handed out so far."""
+        self.rate_limited = 0
+        """Calls of :meth:`on_rate_limited` so far."""
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenBucketLimiter(qps={self._qps:g}, burst={self._burst}, "
+            f"margin={self._margin:g}, acquired={self.acquired}, rate_limited={self.rate_limited})"
+        )
+
+    @property
+    def qps(self) -> float:
+        """The configured requests per second."""
+        return self._qps
+
+    @property
+    def burst(self) -> int:
+        """Slots that may be taken back to back after an idle period."""
+        return self._burst
+
+    @property
+    def margin(self) -> float:
+        """The relative safety margin."""
+        return self._margin
+
+    @property
+    def waiting(self) -> int:
+        """Callers queued for a slot right now."""
+        return self._counts[0] + self._counts[1]
+
+    @property
+    def current_qps(self) -> float:
+        """The rate in force now, after any slowdown (read it inside the event loop)."""
+        return self._qps * self._factor(self._clock())
+
+    async def acquire(
+        self,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (measured on the limiter's clock)
+        priority: bool = False,
+    ) -> None:
+        """Take one request slot; see :meth:`Limiter.acquire`.
+
+        A call that must queue fails at once when the wait estimated from the queue ahead
+        already exceeds ``timeout`` (``timeout=0``: take a slot only if one is free now), and
+        otherwise when ``timeout`` passes (e.g. after priority callers or a 429 got ahead).
+        """
+        if timeout is not None and math.isnan(timeout):
+            raise ValueError("timeout must be a number or None")
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        now = self._clock()
+        if not self.waiting and self._next_slot(now) <= now + _EPS:
+            self._take(now)
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            return
+        deadline = math.inf
+        if timeout is not None:
+            wait = self._estimate(now, priority)
+            if wait > timeout + _EPS:
+                raise LimiterTimeoutError(timeout, retry_after=wait)
+            deadline = now + timeout
+        waiter = _Waiter(priority, math.inf if timeout is None else timeout, deadline)
+        self._queues[priority].append(waiter)
+        self._counts[priority] += 1
+        if timeout is not None:
+            self._push_deadline(waiter)
+        # A new waiter's deadline is never before the head's wake-up time (its estimate
+        # includes the slot the head waits for), so only a displaced head needs a kick.
+        if self._head() is waiter and self._sleep_scope is not None:
+            self._sleep_scope.cancel()
+            self._sleep_scope = None
+        try:
+            await self._wait_for_slot(waiter)
+        except BaseException:
+            if not waiter.done:
+                self._leave(waiter)
+            self._wake_head()
+            raise
+
+    async def on_rate_limited(self, retry_after: float | None = None) -> None:
+        """Pause all slots for ``retry_after`` seconds (default one full window) and slow down.
+
+        429s that arrive during a pause (from requests sent before it) extend the pause but do
+        not slow down again.
+        """
+        now = self._clock()
+        self.rate_limited += 1
+        if retry_after is not None and math.isfinite(retry_after):
+            pause = max(0.0, retry_after)
+        else:
+            pause = self._window
+        if now >= self._paused_until:
+            self._factor_floor = max(self.MIN_FACTOR, self._factor(now) * self.DECREASE)
+        self._paused_until = max(self._paused_until, now + pause)
+        self._recover_from = self._paused_until + self.QUIET_PERIOD
+        # Empty the bucket: the first slot after the pause is not followed by a burst.
+        spacing = self._spacing(self._paused_until)
+        self._tat = max(self._tat, self._paused_until + (self._burst - 1) * spacing)
+        await anyio.lowlevel.checkpoint()
+
+    # -- internals -------------------------------------------------------------------------
+
+    async def _wait_for_slot(self, waiter: _Waiter) -> None:
+        while True:
+            if waiter.expired:
+                raise LimiterTimeoutError(
+                    waiter.timeout, retry_after=self._estimate(self._clock(), waiter.priority)
+                )
+            if self._head() is not waiter:
+                await waiter.wait()
+                continue
+            now = self._clock()
+            slot = self._next_slot(now)
+            if slot <= now + _EPS:
+                self._queues[waiter.priority].popleft()
+                self._leave(waiter)
+                self._take(now)
+                self._wake_head()
+                return
+            self._expire(now)
+            if waiter.expired:
+                continue
+            target = min(slot, self._earliest_deadline())
+            with anyio.CancelScope() as scope:
+                self._sleep_scope = scope
+                try:
+                    await self._sleep(max(0.0, target - now))
+                finally:  # unless a kick already moved the role to another waiter
+                    self._sleep_scope = None if self._sleep_scope is scope else self._sleep_scope
+
+    def _factor(self, now: float) -> float:
+        if now <= self._recover_from:
+            return self._factor_floor
+        return min(1.0, self._factor_floor + (now - self._recover_from) * self.RECOVERY_RATE)
+
+    def _spacing(self, now: float) -> float:
+        return self._interval / self._factor(now)
+
+    def _next_slot(self, now: float) -> float:
+        slot = self._tat - (self._burst - 1) * self._spacing(now)
+        if len(self._recent) == self._limit:
+            slot = max(slot, self._recent[0] + self._window)
+        return max(slot, self._paused_until)
+
+    def _take(self, now: float) -> None:
+        self._tat = max(self._tat, now) + self._spacing(now)
+        self._recent.append(now)
+        self.acquired += 1
+
+    def _estimate(self, now: float, priority: bool) -> float:
+        """Seconds until a new waiter of this class would get its slot (no later arrivals)."""
+        ahead = self._counts[1] if priority else self.waiting
+        step = max(self._spacing(now), self._window / self._limit)
+        return max(0.0, self._next_slot(now) - now) + ahead * step
+
+    def _head(self) -> _Waiter | None:
+        for queue in (self._queues[1], self._queues[0]):
+            while queue and queue[0].done:
+                queue.popleft()
+            if queue:
+                return queue[0]
+        return None
+
+    def _wake_head(self) -> None:
+        head = self._head()
+        if head is not None:
+            head.event.set()
+
+    def _leave(self, waiter: _Waiter) -> None:
+        waiter.done = True
+        self._counts[waiter.priority] -= 1
+
+    def _push_deadline(self, waiter: _Waiter) -> None:
+        heap = self._deadlines
+        if len(heap) > 64 and len(heap) > 2 * self.waiting:
+            heap[:] = [entry for entry in heap if not entry[2].done]
+            heapq.heapify(heap)
+        heapq.heappush(heap, (waiter.deadline, next(self._seq), waiter))
+
+    def _earliest_deadline(self) -> float:
+        heap = self._deadlines
+        while heap and heap[0][2].done:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else math.inf
+
+    def _expire(self, now: float) -> None:
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            waiter = heapq.heappop(heap)[2]
+            if not waiter.done:
+                waiter.expired = True
+                self._leave(waiter)
+                waiter.event.set()

@@ -1,0 +1,530 @@
+"""TokenBucketLimiter on a virtual clock: window safety, throughput, order, cancellation."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Callable, Sequence
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from idphoto_async._errors import LimiterTimeoutError
+from idphoto_async._limiter import DEFAULT_MARGIN, Limiter, TokenBucketLimiter
+
+pytestmark = pytest.mark.anyio
+
+T0 = 1000.0
+
+
+class FakeClock:
+    """Virtual time: ``sleep`` lets the other ready tasks run, then jumps to its wake-up time.
+
+    While held (:meth:`hold`), sleepers block until :meth:`release`, so a test can act while
+    the limiter's head waiter is asleep.
+    """
+
+    def __init__(self, start: float = T0) -> None:
+        self.now = start
+        self.sleeps = 0
+        self.sleeping = 0
+        self._gate: anyio.Event | None = None
+
+    def __call__(self) -> float:
+        return self.now
+
+    def hold(self) -> None:
+        self._gate = anyio.Event()
+
+    def release(self) -> None:
+        assert self._gate is not None
+        self._gate.set()
+        self._gate = None
+
+    async def sleep(self, delay: float) -> None:
+        self.sleeps += 1
+        target = self.now + delay
+        if self._gate is not None:
+            self.sleeping += 1
+            try:
+                await self._gate.wait()
+            finally:
+                self.sleeping -= 1
+        for _ in range(5):  # time passes only when the rest of the program is idle
+            await anyio.lowlevel.checkpoint()
+        self.now = max(self.now, target)
+
+
+def make(qps: float = 2.0, **kwargs: object) -> tuple[TokenBucketLimiter, FakeClock]:
+    clock = FakeClock()
+    limiter = TokenBucketLimiter(qps, clock=clock, sleep=clock.sleep, **kwargs)  # type: ignore[arg-type]
+    return limiter, clock
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(10_000):
+        if condition():
+            return
+        await anyio.lowlevel.checkpoint()
+    raise AssertionError("condition never became true")
+
+
+def max_in_window(times: Sequence[float], width: float) -> int:
+    """Most events in any closed window of ``width`` seconds."""
+    ordered = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(ordered):
+        while t - ordered[start] > width:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+async def acquire_all(
+    limiter: TokenBucketLimiter, clock: FakeClock, count: int, *, priority: bool = False
+) -> list[float]:
+    """Start ``count`` concurrent acquires; return the grant times in grant order."""
+    grants: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire(priority=priority)
+        grants.append(clock())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(count):
+            tg.start_soon(one)
+    return grants
+
+
+# -- construction ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"qps": 0},
+        {"qps": -1.0},
+        {"qps": math.nan},
+        {"qps": math.inf},
+        {"qps": True},
+        {"qps": "2"},
+        {"burst": 0},
+        {"burst": 1.5},
+        {"burst": True},
+        {"margin": -0.01},
+        {"margin": 1.0},
+        {"margin": math.nan},
+        {"margin": False},
+    ],
+)
+def test_rejects_bad_arguments(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        TokenBucketLimiter(**kwargs)  # type: ignore[arg-type]
+
+
+def test_properties_and_protocol() -> None:
+    limiter = TokenBucketLimiter(3, burst=2, margin=0.05)
+    assert isinstance(limiter, Limiter)
+    assert (limiter.qps, limiter.burst, limiter.margin, limiter.waiting) == (3.0, 2, 0.05, 0)
+    assert TokenBucketLimiter().qps == 2.0
+    assert TokenBucketLimiter().margin == DEFAULT_MARGIN
+    assert "qps=3" in repr(limiter)
+    assert "acquired=0" in repr(limiter)
+
+
+async def test_default_clock_and_sleep_without_waiting() -> None:
+    limiter = TokenBucketLimiter(2.0)
+    await limiter.acquire()
+    with pytest.raises(LimiterTimeoutError) as info:
+        await limiter.acquire(timeout=0)  # the next slot is ~0.52 s away: fail fast
+    assert info.value.retry_after == pytest.approx(0.52, abs=0.05)
+    assert limiter.acquired == 1
+    assert limiter.current_qps == 2.0
+
+
+async def test_nan_timeout_is_rejected() -> None:
+    limiter, _ = make()
+    with pytest.raises(ValueError, match="timeout"):
+        await limiter.acquire(timeout=math.nan)
+
+
+# -- window safety and throughput --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("qps", "burst"),
+    [(2, 1), (2, 2), (1, 1), (0.5, 1), (0.5, 3), (2.5, 1), (3, 3), (10, 1), (10, 4)],
+)
+async def test_strict_window_and_throughput(qps: float, burst: int) -> None:
+    limiter, clock = make(qps, burst=burst)
+    allowed = max(1, math.floor(qps))
+    width = 1.0 if qps >= 1 else 1.0 / qps
+    # A long saturated run: many callers at once.
+    grants = await acquire_all(limiter, clock, 300)
+    # Then bursts of callers separated by random idle gaps (refills the bucket).
+    rng = random.Random(qps * 100 + burst)
+    for _ in range(40):
+        clock.now += rng.choice([0.0, rng.uniform(0, 3 * width)])
+        grants += await acquire_all(limiter, clock, rng.randint(1, 2 * allowed + 2))
+    assert limiter.acquired == len(grants)
+    assert grants == sorted(grants)
+    # Closed windows, at the client and at a server seeing +-5 ms of jitter.
+    assert max_in_window(grants, width) <= allowed
+    arrivals = [t + rng.uniform(-0.005, 0.005) for t in grants]
+    assert max_in_window(arrivals, width) <= allowed
+    # Throughput of the saturated run, against what the strict window allows.
+    saturated = grants[:300]
+    achieved = (len(saturated) - burst) / (saturated[-1] - saturated[0])
+    bound = qps if qps < 1 or qps == int(qps) else allowed
+    assert 0.95 * bound <= achieved <= bound
+
+
+async def test_spacing_is_exactly_margin_over_qps() -> None:
+    limiter, clock = make(2.0, margin=0.04)
+    grants = await acquire_all(limiter, clock, 5)
+    gaps = [b - a for a, b in itertools.pairwise(grants)]
+    assert gaps == pytest.approx([0.52] * 4)
+    assert grants[0] == T0
+
+
+# -- order -------------------------------------------------------------------------------
+
+
+async def test_thousands_of_waiters_fifo_without_herd() -> None:
+    limiter, clock = make(10.0)
+    calls: list[int] = []
+    grants: list[int] = []
+
+    async def one(i: int) -> None:
+        calls.append(i)
+        await limiter.acquire()
+        grants.append(i)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(3000):
+            tg.start_soon(one, i)
+    assert grants == calls
+    assert limiter.acquired == 3000
+    # One sleeping head at a time: about one timer per slot, not one per waiter.
+    assert clock.sleeps <= 3000
+    assert clock.now - T0 == pytest.approx(2999 * 0.104)
+
+
+async def test_priority_waiters_go_first_fifo_within_class() -> None:
+    limiter, clock = make(2.0)
+    await limiter.acquire()
+    clock.hold()
+    order: list[str] = []
+
+    async def one(name: str, priority: bool) -> None:
+        await limiter.acquire(priority=priority)
+        order.append(name)
+
+    async with anyio.create_task_group() as tg:
+        names = [("n1", False), ("n2", False), ("p1", True), ("n3", False), ("p2", True)]
+        for count, (name, priority) in enumerate(names, 1):
+            tg.start_soon(one, name, priority)
+            await until(lambda count=count: limiter.waiting == count)  # type: ignore[misc]
+        await until(lambda: clock.sleeping == 1)  # only p1, the new head, sleeps
+        clock.release()
+    assert order == ["p1", "p2", "n1", "n2", "n3"]
+    assert clock.now == pytest.approx(T0 + 5 * 0.52)
+
+
+# -- cancellation ------------------------------------------------------------------------
+
+
+async def test_cancelled_while_queued_consumes_no_slot() -> None:
+    limiter, clock = make(2.0)
+    await limiter.acquire()
+    clock.hold()
+    grants: dict[str, float] = {}
+    scopes: dict[str, anyio.CancelScope] = {}
+
+    async def one(name: str, limit: float | None = None) -> None:
+        with anyio.CancelScope() as scope:
+            scopes[name] = scope
+            await limiter.acquire(timeout=limit)
+            grants[name] = clock()
+
+    async with anyio.create_task_group() as tg:
+        for count, (name, limit) in enumerate([("b", None), ("c", 5.0), ("d", None)], 1):
+            tg.start_soon(one, name, limit)
+            await until(lambda count=count: limiter.waiting == count)  # type: ignore[misc]
+        scopes["c"].cancel()
+        await until(lambda: limiter.waiting == 2)
+        clock.release()
+    assert grants == pytest.approx({"b": T0 + 0.52, "d": T0 + 1.04})
+    assert limiter.acquired == 3
+
+
+async def test_cancelled_head_while_sleeping_hands_over_its_slot() -> None:
+    limiter, clock = make(2.0)
+    await limiter.acquire()
+    clock.hold()
+    grants: dict[str, float] = {}
+    scopes: dict[str, anyio.CancelScope] = {}
+
+    async def one(name: str) -> None:
+        with anyio.CancelScope() as scope:
+            scopes[name] = scope
+            await limiter.acquire()
+            grants[name] = clock()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one, "b")
+        await until(lambda: clock.sleeping == 1)
+        tg.start_soon(one, "c")
+        await until(lambda: limiter.waiting == 2)
+        scopes["b"].cancel()
+        await until(lambda: limiter.waiting == 1 and clock.sleeping == 1)  # c sleeps now
+        clock.release()
+    assert grants == pytest.approx({"c": T0 + 0.52})
+    assert limiter.acquired == 2
+
+
+async def test_cancelled_before_acquire_takes_nothing() -> None:
+    limiter, _ = make(2.0)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await limiter.acquire()
+    assert limiter.acquired == 0
+
+
+async def test_mass_cancellation_does_not_stall() -> None:
+    limiter, clock = make(2.0)
+    await limiter.acquire()
+    clock.hold()
+    async with anyio.create_task_group() as tg:
+        for _ in range(500):
+            tg.start_soon(limiter.acquire)
+        await until(lambda: limiter.waiting == 500)
+        tg.cancel_scope.cancel()
+    clock.release()
+    assert (limiter.waiting, limiter.acquired) == (0, 1)
+    await limiter.acquire()
+    assert clock.now == pytest.approx(T0 + 0.52)
+    assert limiter.acquired == 2
+
+
+# -- timeouts ----------------------------------------------------------------------------
+
+
+async def test_timeout_fails_fast_and_consumes_no_slot() -> None:
+    limiter, clock = make(2.0)
+    await limiter.acquire()
+    with pytest.raises(LimiterTimeoutError) as info:
+        await limiter.acquire(timeout=0.1)
+    assert info.value.timeout == 0.1
+    assert info.value.retry_after == pytest.approx(0.52)
+    assert clock.now == T0  # no waiting at all
+    assert (limiter.acquired, limiter.waiting) == (1, 0)
+    grants: list[float] = []
+
+    async def one(limit: float | None) -> None:
+        await limiter.acquire(timeout=limit)
+        grants.append(clock())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(one, 0.52)  # exactly the wait: met
+        await until(lambda: limiter.waiting == 1)
+        tg.start_soon(one, None)
+    assert grants == pytest.approx([T0 + 0.52, T0 + 1.04])
+    assert limiter.acquired == 3
+
+
+async def test_timeout_estimate_counts_the_queue_ahead() -> None:
+    limiter, clock = make(2.0)
+    await limiter.acquire()
+    clock.hold()
+    async with anyio.create_task_group() as tg:
+        for count in (1, 2):
+            tg.start_soon(limiter.acquire)
+            await until(lambda count=count: limiter.waiting == count)  # type: ignore[misc]
+        with pytest.raises(LimiterTimeoutError) as info:
+            await limiter.acquire(timeout=1.0)
+        assert info.value.retry_after == pytest.approx(3 * 0.52)
+        with pytest.raises(LimiterTimeoutError) as info:
+            await limiter.acquire(timeout=0.1, priority=True)  # ahead of the normal ones
+        assert info.value.retry_after == pytest.approx(0.52)
+        clock.release()
+    assert limiter.acquired == 3
+
+
+async def test_head_times_out_when_priority_callers_get_ahead() -> None:
+    limiter, clock = make(2.0)
+    await limiter.acquire()
+    clock.hold()
+    results: dict[str, object] = {}
+
+    async def one(name: str, limit: float | None = None, priority: bool = False) -> None:
+        try:
+            await limiter.acquire(timeout=limit, priority=priority)
+            results[name] = clock()
+        except LimiterTimeoutError as exc:
+            results[name] = ("timeout", clock(), exc.timeout)
+
+    async with anyio.create_task_group() as tg:
+        calls = [("b", None, False), ("c", 1.2, False), ("d", None, False), ("p", None, True)]
+        for count, call in enumerate(calls, 1):
+            tg.start_soon(one, *call)
+            await until(lambda count=count: limiter.waiting == count)  # type: ignore[misc]
+        clock.release()
+    assert results == {
+        "p": pytest.approx(T0 + 0.52),
+        "b": pytest.approx(T0 + 1.04),
+        "c": ("timeout", pytest.approx(T0 + 1.2), 1.2),  # expired as head, at its deadline
+        "d": pytest.approx(T0 + 1.56),  # c consumed no slot
+    }
+    assert limiter.acquired == 4
+
+
+async def test_queued_waiter_times_out_while_another_is_head() -> None:
+    limiter, clock = make(1.0)
+    await limiter.acquire()
+    clock.hold()
+    results: dict[str, object] = {}
+
+    async def one(name: str, limit: float | None = None, priority: bool = False) -> None:
+        try:
+            await limiter.acquire(timeout=limit, priority=priority)
+            results[name] = clock()
+        except LimiterTimeoutError:
+            results[name] = ("timeout", clock())
+
+    async with anyio.create_task_group() as tg:
+        calls = [("b", None, False), ("c", 2.5, False), ("p1", None, True), ("p2", None, True)]
+        for count, call in enumerate(calls, 1):
+            tg.start_soon(one, *call)
+            await until(lambda count=count: limiter.waiting == count)  # type: ignore[misc]
+        clock.release()
+    assert results == {
+        "p1": pytest.approx(T0 + 1.04),
+        "p2": pytest.approx(T0 + 2.08),
+        "c": ("timeout", pytest.approx(T0 + 2.5)),  # while b was the head, asleep
+        "b": pytest.approx(T0 + 3.12),
+    }
+
+
+async def test_deadline_heap_is_compacted() -> None:
+    limiter, clock = make(10.0)
+    await limiter.acquire()
+
+    calls = iter(range(100))
+
+    async def one() -> None:
+        await limiter.acquire(timeout=1000.0 - next(calls))  # later callers: earlier deadlines
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(100):
+            tg.start_soon(one)
+    assert len(limiter._deadlines) > 64
+    await limiter.acquire(timeout=1.0)
+    assert len(limiter._deadlines) <= 2
+    assert limiter.acquired == 102
+    assert clock.now == pytest.approx(T0 + 101 * 0.104)
+
+
+# -- 429 handling ------------------------------------------------------------------------
+
+
+async def test_rate_limited_pauses_a_full_window_and_slows_down() -> None:
+    limiter, clock = make(2.0)
+    await limiter.acquire()
+    await limiter.on_rate_limited()
+    assert limiter.rate_limited == 1
+    assert limiter.current_qps == pytest.approx(1.0)
+    grants = await acquire_all(limiter, clock, 3)
+    assert grants[0] == pytest.approx(T0 + 1.04)  # one full window (plus margin)
+    gaps = [b - a for a, b in itertools.pairwise(grants)]
+    assert gaps == pytest.approx([1.04, 1.04])  # half the rate
+
+
+async def test_rate_limited_obeys_retry_after() -> None:
+    limiter, clock = make(2.0, burst=2)
+    await limiter.acquire()
+    await limiter.on_rate_limited(3.0)
+    grants = await acquire_all(limiter, clock, 2)
+    assert grants[0] == pytest.approx(T0 + 3.0)
+    assert grants[1] == pytest.approx(T0 + 3.0 + 1.04)  # no burst right after the pause
+
+
+@pytest.mark.parametrize("retry_after", [-5.0, 0.0])
+async def test_rate_limited_with_zero_retry_after_still_slows_down(retry_after: float) -> None:
+    limiter, clock = make(2.0)
+    await limiter.acquire()
+    clock.now += 1.0
+    await limiter.on_rate_limited(retry_after)
+    grants = await acquire_all(limiter, clock, 2)
+    assert grants == pytest.approx([T0 + 1.0, T0 + 2.04])
+
+
+@pytest.mark.parametrize("retry_after", [math.nan, math.inf])
+async def test_rate_limited_with_nonsense_retry_after_pauses_a_window(retry_after: float) -> None:
+    limiter, clock = make(2.0)
+    await limiter.on_rate_limited(retry_after)
+    await limiter.acquire()
+    assert clock.now == pytest.approx(T0 + 1.04)
+
+
+async def test_429s_during_a_pause_extend_it_without_slowing_again() -> None:
+    limiter, clock = make(4.0)
+    await limiter.on_rate_limited(1.0)
+    clock.now += 0.1
+    await limiter.on_rate_limited(2.0)
+    clock.now += 0.1
+    await limiter.on_rate_limited(None)
+    assert limiter.rate_limited == 3
+    assert limiter.current_qps == pytest.approx(2.0)  # halved once, not three times
+    await limiter.acquire()
+    assert clock.now == pytest.approx(T0 + 2.1)
+    # A new episode after the pause halves again, down to MIN_FACTOR at most.
+    for _ in range(10):
+        await limiter.on_rate_limited(0.0)
+        clock.now += 0.01
+    assert limiter.current_qps == pytest.approx(4.0 * TokenBucketLimiter.MIN_FACTOR)
+
+
+async def test_rate_recovers_gradually_after_a_quiet_period() -> None:
+    limiter, clock = make(2.0)
+    await limiter.on_rate_limited(1.0)
+    assert limiter.current_qps == pytest.approx(1.0)
+    clock.now = T0 + 1.0 + TokenBucketLimiter.QUIET_PERIOD
+    assert limiter.current_qps == pytest.approx(1.0)
+    clock.now += 2.5
+    assert limiter.current_qps == pytest.approx(1.5)
+    clock.now += 2.5
+    assert limiter.current_qps == pytest.approx(2.0)
+    clock.now += 100
+    assert limiter.current_qps == pytest.approx(2.0)
+    grants = await acquire_all(limiter, clock, 3)
+    assert grants[2] - grants[1] == pytest.approx(0.52)
+
+
+async def test_shared_pause_ends_starvation_on_a_strict_server() -> None:
+    """A strict server counts refused requests too: only a limiter-wide pause gets through."""
+    limiter, clock = make(2.0)
+    arrivals: list[float] = [T0, T0]  # another program used the whole window at T0
+    accepted = refused = 0
+
+    async def request() -> None:
+        nonlocal accepted, refused
+        while True:
+            await limiter.acquire()
+            now = clock()
+            in_window = sum(1 for t in arrivals if now - 1.0 <= t <= now)
+            arrivals.append(now)
+            if in_window < 2:
+                accepted += 1
+                return
+            refused += 1
+            await limiter.on_rate_limited(None)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(request)
+    assert (accepted, refused) == (20, 1)
+    assert limiter.rate_limited == 1
+    assert max_in_window(arrivals[3:], 1.0) <= 2

@@ -1,0 +1,129 @@
+"""When to query a task's status: few requests per task, learned from recent tasks."""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+
+from ._constants import MAX_PROCESSING_SECONDS
+
+__all__ = ["PollSchedule"]
+
+
+class PollSchedule:
+    """Poll timing learned from the processing durations of recent tasks.
+
+    The API's QPS bound counts every request, so in batch work each status query takes the
+    place of a create: ``photos/s <= qps / requests per photo``. Polling every 1-2 s (the
+    vendor's advice) costs about ``duration + 1`` queries per task. Instead the first query
+    goes out at the ``quantile`` (default 80 %) of recently observed durations, so most tasks
+    need exactly one query; the rest are aimed at higher quantiles (each step cuts the share
+    still left by 4: 95 %, 98.75 %, ... up to the slowest observed), then the gaps grow
+    geometrically (by ``backoff``) within ``[min_delay, max_delay]``.
+
+    The trade-off: a first query late in the distribution adds latency to each task (up to
+    the gap between its real end and the quantile), but with many tasks in flight it costs
+    no throughput, since the limiter is then the bottleneck, and it saves requests, which
+    are what the QPS bound counts. About 1.3 queries per task instead of 3-4.
+
+    Every method is O(window) at most. An instance is meant for one event loop (it does no
+    locking; no method awaits).
+    """
+
+    def __init__(
+        self,
+        *,
+        initial_guess: float = 3.0,
+        quantile: float = 0.8,
+        window: int = 64,
+        min_delay: float = 0.25,
+        max_delay: float = 10.0,
+        backoff: float = 1.6,
+    ) -> None:
+        if not 0 < initial_guess < math.inf:
+            raise ValueError(f"initial_guess must be a positive number, got {initial_guess!r}")
+        if not 0 < quantile < 1:
+            raise ValueError(f"quantile must be in (0, 1), got {quantile!r}")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"window must be an integer >= 1, got {window!r}")
+        if not 0 < min_delay <= max_delay < math.inf:
+            raise ValueError(
+                f"need 0 < min_delay <= max_delay < inf, got {min_delay!r}, {max_delay!r}"
+            )
+        if not 1 <= backoff < math.inf:
+            raise ValueError(f"backoff must be >= 1, got {backoff!r}")
+        self.initial_guess = float(initial_guess)
+        self.quantile = float(quantile)
+        self.window = window
+        self.min_delay = float(min_delay)
+        self.max_delay = float(max_delay)
+        self.backoff = float(backoff)
+        self._recent: deque[float] = deque()
+        self._sorted: list[float] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"PollSchedule(quantile={self.quantile:g}, observations={len(self._recent)}, "
+            f"first_delay={self.first_delay():.3g})"
+        )
+
+    @property
+    def observations(self) -> int:
+        """Durations currently in the window."""
+        return len(self._recent)
+
+    def first_delay(self) -> float:
+        """Seconds after create before the first query."""
+        guess = self._at(self.quantile) if self._sorted else self.initial_guess
+        return min(MAX_PROCESSING_SECONDS, max(self.min_delay, guess))
+
+    def next_delay(self, elapsed: float, polls: int) -> float:
+        """Seconds until the next query of a task still processing ``elapsed`` s after create.
+
+        ``polls`` is the number of queries made for it so far.
+        """
+        target = self._next_target(elapsed)
+        if target is not None:
+            delay = target - elapsed
+        else:
+            delay = max(
+                (self.backoff - 1.0) * elapsed,
+                self.min_delay * self.backoff ** min(max(polls - 1, 0), 64),
+            )
+        delay = min(self.max_delay, max(self.min_delay, delay))
+        left = MAX_PROCESSING_SECONDS - elapsed
+        if left > 0:
+            # The service fails a task after 180 s: look again then, not later.
+            delay = min(delay, max(self.min_delay, left))
+        return delay
+
+    def record(self, duration: float) -> None:
+        """Add a finished task's processing duration in seconds (others are ignored)."""
+        if not 0 <= duration < math.inf:
+            return
+        duration = min(duration, MAX_PROCESSING_SECONDS)
+        if len(self._recent) == self.window:
+            oldest = self._recent.popleft()
+            del self._sorted[bisect.bisect_left(self._sorted, oldest)]
+        self._recent.append(duration)
+        bisect.insort(self._sorted, duration)
+
+    def _index(self, level: float) -> int:
+        return min(len(self._sorted) - 1, max(0, math.ceil(level * len(self._sorted)) - 1))
+
+    def _at(self, level: float) -> float:
+        return self._sorted[self._index(level)]
+
+    def _next_target(self, elapsed: float) -> float | None:
+        """The first quantile of the ladder above ``elapsed``, or None past the slowest."""
+        if not self._sorted:
+            return None
+        level = self.quantile
+        while True:
+            index = self._index(level)
+            if self._sorted[index] > elapsed:
+                return self._sorted[index]
+            if index == len(self._sorted) - 1:
+                return None
+            level = 1.0 - (1.0 - level) / 4.0

@@ -1,0 +1,151 @@
+"""PollSchedule: learned first query, quantile ladder, backoff, and a request-count simulation."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from idphoto_async._constants import MAX_PROCESSING_SECONDS
+from idphoto_async._polling import PollSchedule
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"initial_guess": 0},
+        {"initial_guess": math.inf},
+        {"quantile": 0},
+        {"quantile": 1},
+        {"quantile": math.nan},
+        {"window": 0},
+        {"window": 2.5},
+        {"window": True},
+        {"min_delay": 0},
+        {"min_delay": 5, "max_delay": 1},
+        {"max_delay": math.inf},
+        {"backoff": 0.9},
+        {"backoff": math.nan},
+    ],
+)
+def test_rejects_bad_arguments(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        PollSchedule(**kwargs)  # type: ignore[arg-type]
+
+
+def test_first_delay_is_the_guess_then_the_observed_quantile() -> None:
+    schedule = PollSchedule(initial_guess=3.0, quantile=0.8)
+    assert schedule.first_delay() == 3.0
+    assert schedule.observations == 0
+    for duration in range(1, 11):  # 1..10 s
+        schedule.record(float(duration))
+    assert schedule.first_delay() == 8.0
+    assert schedule.observations == 10
+    assert "observations=10" in repr(schedule)
+
+
+def test_first_delay_is_clamped() -> None:
+    fast = PollSchedule(min_delay=0.25)
+    fast.record(0.01)
+    assert fast.first_delay() == 0.25
+    slow = PollSchedule()
+    slow.record(10_000.0)  # clamped to the service's limit when recorded
+    assert slow.first_delay() == MAX_PROCESSING_SECONDS
+
+
+def test_record_keeps_a_bounded_window_and_ignores_nonsense() -> None:
+    schedule = PollSchedule(window=4, quantile=0.5)
+    for duration in (-1.0, math.nan, math.inf):
+        schedule.record(duration)
+    assert schedule.observations == 0
+    for duration in (9.0, 1.0, 2.0, 3.0, 4.0):  # 9 s falls out of the window
+        schedule.record(duration)
+    assert schedule.observations == 4
+    assert schedule.first_delay() == 2.0
+    assert schedule.next_delay(3.5, 1) == pytest.approx(0.5)  # the max, 4 s
+    schedule.record(0.0)  # zero is a valid duration (answer already there)
+    assert schedule.first_delay() == 2.0
+
+
+def test_next_delay_climbs_the_quantile_ladder() -> None:
+    schedule = PollSchedule(quantile=0.8, window=100, min_delay=0.25)
+    for i in range(1, 101):
+        schedule.record(i / 10)  # 0.1 .. 10.0 s, uniform
+    assert schedule.first_delay() == pytest.approx(8.0)
+    # Polled early (before the first quantile): aim at it.
+    assert schedule.next_delay(5.0, 1) == pytest.approx(3.0)
+    # Still processing at 8 s: aim at the 95 % quantile, then 98.75 %, then the slowest.
+    assert schedule.next_delay(8.0, 1) == pytest.approx(1.5)
+    assert schedule.next_delay(9.5, 2) == pytest.approx(0.4)
+    assert schedule.next_delay(9.9, 3) == pytest.approx(0.25)  # 0.1 s away: min_delay
+    # Past every observation: geometric backoff, (backoff - 1) * elapsed.
+    assert schedule.next_delay(10.0, 4) == pytest.approx(6.0)
+    assert schedule.next_delay(20.0, 5) == pytest.approx(10.0)  # max_delay
+
+
+def test_next_delay_without_observations_backs_off_by_polls() -> None:
+    schedule = PollSchedule(min_delay=0.25, backoff=2.0, max_delay=10.0)
+    assert schedule.next_delay(0.1, 1) == pytest.approx(0.25)
+    assert schedule.next_delay(0.1, 3) == pytest.approx(1.0)
+    assert schedule.next_delay(3.0, 1) == pytest.approx(3.0)
+    assert schedule.next_delay(3.0, 10_000) == 10.0  # no overflow
+
+
+def test_next_delay_stops_at_the_180_s_limit() -> None:
+    schedule = PollSchedule(max_delay=10.0)
+    assert schedule.next_delay(175.0, 30) == pytest.approx(5.0)
+    assert schedule.next_delay(179.9, 30) == pytest.approx(0.25)  # at least min_delay
+    # Past the limit the task should have failed (-8): keep backing off normally.
+    assert schedule.next_delay(181.0, 31) == 10.0
+
+
+@given(
+    durations=st.lists(st.floats(-10, 500) | st.just(math.nan), max_size=80),
+    elapsed=st.floats(0, 400),
+    polls=st.integers(0, 10_000),
+)
+def test_delays_stay_in_bounds(durations: list[float], elapsed: float, polls: int) -> None:
+    schedule = PollSchedule(window=16)
+    for duration in durations:
+        schedule.record(duration)
+    assert schedule.observations <= 16
+    assert schedule.min_delay <= schedule.first_delay() <= MAX_PROCESSING_SECONDS
+    delay = schedule.next_delay(elapsed, polls)
+    assert schedule.min_delay <= delay <= schedule.max_delay
+    if elapsed < MAX_PROCESSING_SECONDS:
+        assert elapsed + delay <= MAX_PROCESSING_SECONDS + schedule.min_delay
+
+
+def _queries(schedule: PollSchedule, duration: float) -> tuple[int, float]:
+    """Queries a task of ``duration`` s needs, and how late the last one is (simulated time)."""
+    t = schedule.first_delay()
+    polls = 1
+    while t < duration:
+        t += schedule.next_delay(t, polls)
+        polls += 1
+    return polls, t - duration
+
+
+def test_simulation_about_one_query_per_task() -> None:
+    rng = random.Random(20260101)
+    schedule = PollSchedule()
+
+    def draw() -> float:
+        return rng.lognormvariate(math.log(3.0), 0.5)  # median 3 s
+
+    for _ in range(200):  # warm-up
+        schedule.record(draw())
+    tasks = [draw() for _ in range(3000)]
+    adaptive = late = 0.0
+    for duration in tasks:
+        polls, lateness = _queries(schedule, duration)
+        adaptive += polls
+        late += lateness
+        schedule.record(duration)
+    fixed = sum(math.floor(d) + 1 for d in tasks)  # a query every 1 s until done
+    assert adaptive / len(tasks) <= 1.3
+    assert fixed / len(tasks) >= 2.0
+    assert late / len(tasks) < 2.5  # the latency paid for it, per task

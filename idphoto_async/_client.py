@@ -261,8 +261,10 @@ class AsyncIDPhotoClient:
         request_timeout = self._request_timeout(timeout)
         if sync:
             request_timeout = httpx.Timeout(
-                request_timeout.connect, read=MAX_PROCESSING_SECONDS + WAIT_MARGIN,
-                write=request_timeout.write, pool=request_timeout.pool,
+                request_timeout.connect,
+                read=MAX_PROCESSING_SECONDS + WAIT_MARGIN,
+                write=request_timeout.write,
+                pool=request_timeout.pool,
             )
         data, message = await self._api.call(
             "POST",

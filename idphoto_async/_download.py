@@ -4,19 +4,21 @@ A URL result is streamed in chunks to a temporary file beside the destination, i
 checked against Content-Length and a cap, then renamed over the destination: a cut or
 oversized download never survives under the final name. A base64 result is decoded and
 written the same way. The API key is never sent to the result host.
+
+File I/O goes through anyio's thread-backed file API rather than aiofiles: aiofiles runs on
+asyncio's executor only, and this SDK must run unchanged on trio.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aiofiles
-import aiofiles.os
 import anyio
 import httpx
 
@@ -53,7 +55,7 @@ async def save_result(
             await _stream_url(http, result, tmp, max_bytes=max_bytes, timeout=timeout)
         else:
             await _write_base64(result, tmp, max_bytes=max_bytes)
-        await aiofiles.os.replace(tmp, path)
+        await anyio.Path(tmp).replace(path)
     except BaseException:
         with anyio.CancelScope(shield=True):
             await _remove_quietly(tmp)
@@ -62,10 +64,8 @@ async def save_result(
 
 
 async def _remove_quietly(path: Path) -> None:
-    try:
-        await aiofiles.os.remove(path)
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        await anyio.Path(path).unlink()
 
 
 async def _write_base64(result: TaskResult, tmp: Path, *, max_bytes: int) -> None:
@@ -83,7 +83,7 @@ async def _write_base64(result: TaskResult, tmp: Path, *, max_bytes: int) -> Non
             f"The result of task {result.task_id} is not valid base64 image data."
         ) from None
     _check_image(data[:16], result.task_id)
-    async with aiofiles.open(tmp, "wb") as f:
+    async with await anyio.open_file(tmp, "wb") as f:
         await f.write(data)
         await f.flush()
 
@@ -129,7 +129,9 @@ async def _stream_url(
 def _redirect_target(url: httpx.URL, response: httpx.Response, task_id: str) -> httpx.URL:
     location = response.headers.get("Location", "")
     target = url.join(location)
-    if target.scheme not in ("http", "https") or (url.scheme == "https" and target.scheme != "https"):
+    if target.scheme not in ("http", "https") or (
+        url.scheme == "https" and target.scheme != "https"
+    ):
         raise DownloadError(
             f"The result of task {task_id} redirected to a refused URL scheme ({target.scheme})."
         )
@@ -148,7 +150,7 @@ async def _write_stream(
     received = 0
     head = b""
     try:
-        async with aiofiles.open(tmp, "wb") as f:
+        async with await anyio.open_file(tmp, "wb") as f:
             async for chunk in response.aiter_bytes(CHUNK_SIZE):
                 received += len(chunk)
                 if received > max_bytes:
@@ -165,9 +167,7 @@ async def _write_stream(
             f"({type(exc).__name__})."
         ) from None
     if declared is not None and received != declared:
-        raise DownloadError(
-            f"The download of task {task_id} got {received} of {declared} bytes."
-        )
+        raise DownloadError(f"The download of task {task_id} got {received} of {declared} bytes.")
     _check_image(head, task_id)
 
 

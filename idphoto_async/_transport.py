@@ -93,7 +93,9 @@ class ApiCaller:
                 safe = exc.never_reached or idempotent
                 if attempt >= retries or not safe:
                     raise exc.error from None
-                retry_after = exc.error.retry_after if isinstance(exc.error, RateLimitError) else None
+                retry_after = (
+                    exc.error.retry_after if isinstance(exc.error, RateLimitError) else None
+                )
                 if isinstance(exc.error, RateLimitError):
                     # The limiter already paused everybody; wait our turn there.
                     delay = 0.0
@@ -226,4 +228,3 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
             raise MalformedResponseError(f"the answer is over the {limit} byte cap")
         chunks.append(chunk)
     return b"".join(chunks)
-

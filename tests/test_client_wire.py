@@ -58,9 +58,7 @@ def envelope(data: Any, status: int = 200, message: str = "success") -> dict[str
 
 def multipart_fields(request: httpx.Request) -> dict[str, tuple[str | None, bytes]]:
     """Field name -> (filename, content) of a multipart request."""
-    raw = (
-        f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode() + request.read()
-    )
+    raw = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode() + request.read()
     message = email.parser.BytesParser().parsebytes(raw)
     assert message.is_multipart()
     fields: dict[str, tuple[str | None, bytes]] = {}
@@ -77,7 +75,9 @@ Handler = Callable[[httpx.Request], httpx.Response]
 def make_client(handler: Handler, **kwargs: Any) -> tuple[AsyncIDPhotoClient, RecordingLimiter]:
     limiter = RecordingLimiter()
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    kwargs.setdefault("poll_schedule", PollSchedule(initial_guess=0.0, min_delay=0.0))
+    kwargs.setdefault(
+        "poll_schedule", PollSchedule(initial_guess=0.001, min_delay=0.001, max_delay=0.01)
+    )
     client = AsyncIDPhotoClient(KEY, BASE, limiter=limiter, http_client=http, **kwargs)
     return client, limiter
 
@@ -120,9 +120,9 @@ async def test_create_with_url_is_multipart_too() -> None:
 
     client, _ = make_client(handler)
     async with client:
-        await client.create(image_url="https://img.test/a b.jpg", return_type="base64")
+        await client.create(image_url="https://img.test/café.jpg", return_type="base64")
     fields = multipart_fields(seen[0])
-    assert fields["image_url"] == (None, b"https://img.test/a%20b.jpg")
+    assert fields["image_url"] == (None, b"https://img.test/caf%C3%A9.jpg")
     assert fields["return_type"] == (None, b"2")
     assert "image_file" not in fields
 
@@ -329,7 +329,11 @@ async def test_wait_polls_until_done_and_learns() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         state = states.pop(0)
-        data: dict[str, Any] = {"task_id": "T", "state": state, "progress": 100 if state == 1 else 10}
+        data: dict[str, Any] = {
+            "task_id": "T",
+            "state": state,
+            "progress": 100 if state == 1 else 10,
+        }
         if state == 1:
             data["image"] = "https://cdn.test/x.png"
         return httpx.Response(200, json=envelope(data))
@@ -370,8 +374,9 @@ async def test_download_url_streams_without_the_key(tmp_path: Path) -> None:
         return httpx.Response(200, content=image, headers={"Content-Length": str(len(image))})
 
     client, limiter = make_client(handler)
-    result = ia.TaskResult(task_id="T", state=ia.TaskState.SUCCEEDED, image="https://cdn.test/r.png",
-                           image_kind="url")
+    result = ia.TaskResult(
+        task_id="T", state=ia.TaskState.SUCCEEDED, image="https://cdn.test/r.png", image_kind="url"
+    )
     async with client:
         path = await client.download(result, tmp_path / "out" / "r.png")
     assert path.read_bytes() == image
@@ -387,8 +392,9 @@ async def test_truncated_download_leaves_nothing(tmp_path: Path) -> None:
         return httpx.Response(200, content=image[:50], headers={"Content-Length": str(len(image))})
 
     client, _ = make_client(handler, max_retries=0)
-    result = ia.TaskResult(task_id="T", state=ia.TaskState.SUCCEEDED, image="https://cdn.test/r.png",
-                           image_kind="url")
+    result = ia.TaskResult(
+        task_id="T", state=ia.TaskState.SUCCEEDED, image="https://cdn.test/r.png", image_kind="url"
+    )
     async with client:
         with pytest.raises(ia.DownloadError):
             await client.download(result, tmp_path / "r.png")
@@ -398,8 +404,9 @@ async def test_truncated_download_leaves_nothing(tmp_path: Path) -> None:
 @pytest.mark.parametrize("status", [403, 404, 410])
 async def test_expired_url_raises_result_expired(tmp_path: Path, status: int) -> None:
     client, _ = make_client(lambda r: httpx.Response(status))
-    result = ia.TaskResult(task_id="T", state=ia.TaskState.SUCCEEDED, image="https://cdn.test/r.png",
-                           image_kind="url")
+    result = ia.TaskResult(
+        task_id="T", state=ia.TaskState.SUCCEEDED, image="https://cdn.test/r.png", image_kind="url"
+    )
     async with client:
         with pytest.raises(ia.ResultExpiredError):
             await client.download(result, tmp_path / "r.png")
@@ -408,10 +415,12 @@ async def test_expired_url_raises_result_expired(tmp_path: Path, status: int) ->
 async def test_oversized_download_is_refused(tmp_path: Path) -> None:
     big = png_bytes() + b"\0" * 5000
 
-    client, _ = make_client(lambda r: httpx.Response(200, content=big), max_download_bytes=1000,
-                            max_retries=0)
-    result = ia.TaskResult(task_id="T", state=ia.TaskState.SUCCEEDED, image="https://cdn.test/r.png",
-                           image_kind="url")
+    client, _ = make_client(
+        lambda r: httpx.Response(200, content=big), max_download_bytes=1000, max_retries=0
+    )
+    result = ia.TaskResult(
+        task_id="T", state=ia.TaskState.SUCCEEDED, image="https://cdn.test/r.png", image_kind="url"
+    )
     async with client:
         with pytest.raises(ia.DownloadError, match="cap"):
             await client.download(result, tmp_path / "r.png")
@@ -422,8 +431,9 @@ async def test_redirect_to_http_from_https_is_refused(tmp_path: Path) -> None:
     client, _ = make_client(
         lambda r: httpx.Response(302, headers={"Location": "http://evil.test/x.png"}), max_retries=0
     )
-    result = ia.TaskResult(task_id="T", state=ia.TaskState.SUCCEEDED, image="https://cdn.test/r.png",
-                           image_kind="url")
+    result = ia.TaskResult(
+        task_id="T", state=ia.TaskState.SUCCEEDED, image="https://cdn.test/r.png", image_kind="url"
+    )
     async with client:
         with pytest.raises(ia.DownloadError, match="scheme"):
             await client.download(result, tmp_path / "r.png")
@@ -440,8 +450,9 @@ async def test_redirect_to_other_https_host_is_followed_without_key(tmp_path: Pa
         return httpx.Response(200, content=image)
 
     client, _ = make_client(handler)
-    result = ia.TaskResult(task_id="T", state=ia.TaskState.SUCCEEDED, image="https://cdn.test/r.png",
-                           image_kind="url")
+    result = ia.TaskResult(
+        task_id="T", state=ia.TaskState.SUCCEEDED, image="https://cdn.test/r.png", image_kind="url"
+    )
     async with client:
         await client.download(result, tmp_path / "r.png")
     assert [r.url.host for r in seen] == ["cdn.test", "other.test"]
@@ -451,13 +462,18 @@ async def test_redirect_to_other_https_host_is_followed_without_key(tmp_path: Pa
 async def test_download_base64(tmp_path: Path) -> None:
     image = png_bytes()
     client, _ = make_client(lambda r: httpx.Response(500))
-    result = ia.TaskResult(task_id="T", state=ia.TaskState.SUCCEEDED,
-                           image=base64.b64encode(image).decode(), image_kind="base64")
+    result = ia.TaskResult(
+        task_id="T",
+        state=ia.TaskState.SUCCEEDED,
+        image=base64.b64encode(image).decode(),
+        image_kind="base64",
+    )
     async with client:
         path = await client.download(result, tmp_path / "r.png")
         assert path.read_bytes() == image
-        bad = ia.TaskResult(task_id="T", state=ia.TaskState.SUCCEEDED, image="!!notbase64!!",
-                            image_kind="base64")
+        bad = ia.TaskResult(
+            task_id="T", state=ia.TaskState.SUCCEEDED, image="!!notbase64!!", image_kind="base64"
+        )
         with pytest.raises(ia.DownloadError, match="base64"):
             await client.download(bad, tmp_path / "bad.png", max_retries=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.png"]

@@ -12,9 +12,7 @@ from hypothesis import strategies as st
 import idphoto_async as ia
 from idphoto_async._errors import status_error
 
-SEED_STATES = {
-    -17, -16, -15, -14, -13, -11, -10, -9, -8, -7, -5, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6
-}
+SEED_STATES = {-17, -16, -15, -14, -13, -11, -10, -9, -8, -7, -5, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6}
 
 
 def test_every_seed_state_is_named_with_its_meaning() -> None:
@@ -48,7 +46,7 @@ def test_unknown_states_still_follow_the_sign_rule(code: int) -> None:
 
 
 def test_task_state_rejects_non_integers() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a valid TaskState"):
         ia.TaskState("1")  # type: ignore[arg-type]
 
 
@@ -92,8 +90,9 @@ def test_base64_image_kind_and_short_repr() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=10), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
+    ),
     max_leaves=10,
 )
 

@@ -1,4 +1,4 @@
-"""ID-photo engines: ``local`` (face detection, framing, segmentation) and ``basic`` (Pillow only)."""
+"""ID-photo engines: ``local`` (face, framing, segmentation) and ``basic`` (Pillow only)."""
 
 from __future__ import annotations
 

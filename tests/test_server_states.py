@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
+import anyio
 import httpx
 import pytest
 from _server_support import (
@@ -172,6 +173,8 @@ async def test_advancing_the_clock_times_a_task_out() -> None:
         httpx.AsyncClient(base_url=srv.base_url) as c,
     ):
         task_id = (await create(c)).json()["data"]["task_id"]
+        while (await query(c, task_id)).json()["data"]["state"] < 2:  # noqa: ASYNC110
+            await anyio.sleep(0.01)
         srv.advance(181)
         assert (await wait_done(c, task_id))["state"] == -8
 

@@ -1,0 +1,129 @@
+"""idphoto_async.testing (LocalServer, local_server) and the server's command line."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+from _server_support import create
+
+from idphoto_async.server import ServerConfig, create_app
+from idphoto_async.server._cli import config_from_args, configure_parser
+from idphoto_async.testing import LocalServer, local_server
+
+pytestmark = pytest.mark.anyio
+
+
+def _server_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("idphoto-local-server")]
+
+
+def test_sync_context_manager_and_clean_shutdown() -> None:
+    with LocalServer(qps=None) as srv:
+        assert srv.base_url.startswith("http://127.0.0.1:")
+        assert srv.config.processing_time == "0"
+        assert srv.config.engine == "basic"
+        assert httpx.get(srv.base_url + "/_local/stats").json()["data"]["engine"] == "basic"
+        assert _server_threads()
+        start = time.monotonic()
+    assert time.monotonic() - start < 2
+    assert not _server_threads()
+
+
+async def test_local_server_yields_a_base_url() -> None:
+    async with local_server(qps=None) as base_url, httpx.AsyncClient(base_url=base_url) as c:
+        assert (await create(c, sync="1")).json()["data"]["state"] == 1
+    assert not _server_threads()
+
+
+async def test_async_context_manager_stats_advance_reset() -> None:
+    async with LocalServer(ServerConfig(qps=None, processing_time="0", engine="basic")) as srv:
+        async with httpx.AsyncClient(base_url=srv.base_url) as c:
+            await create(c, sync="1")
+        assert srv.stats()["creates"] == 1
+        assert srv.advance(10) == 10
+        assert srv.stats()["clock_offset"] == 10
+        srv.reset_stats()
+        assert srv.stats()["creates"] == 0
+
+
+def test_stop_closes_the_port() -> None:
+    with LocalServer(qps=None) as srv:
+        port = int(srv.base_url.rsplit(":", 1)[1])
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        pass
+
+
+def test_not_running_has_no_base_url() -> None:
+    with pytest.raises(RuntimeError):
+        _ = LocalServer().base_url
+
+
+def test_create_app_is_a_starlette_app() -> None:
+    from starlette.applications import Starlette
+
+    assert isinstance(create_app(ServerConfig(engine="basic")), Starlette)
+
+
+def test_bad_processing_time_is_refused() -> None:
+    with pytest.raises(ValueError, match="processing_time"):
+        ServerConfig(processing_time="gauss:1")
+
+
+def test_cli_flags_make_a_config() -> None:
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    args = parser.parse_args(
+        [
+            "--api-key", "a", "--api-key", "b", "--qps", "0", "--rate-scope", "create",
+            "--no-count-refused", "--no-retry-after", "--processing-time", "uniform:1,2",
+            "--result-ttl", "60", "--workers", "3", "--engine", "basic", "--seed", "5",
+            "--drop-rate", "0.1", "--fail-rate", "0.2", "--fail-states=-1,-9",
+        ]
+    )  # fmt: skip
+    config = config_from_args(args)
+    assert config.api_keys == ("a", "b")
+    assert config.qps is None
+    assert (config.rate_scope, config.count_refused, config.send_retry_after) == (
+        "create",
+        False,
+        False,
+    )
+    assert (config.workers, config.engine, config.seed) == (3, "basic", 5)
+    assert (config.drop_rate, config.fail_rate, config.fail_states) == (0.1, 0.2, (-1, -9))
+    assert "a" not in repr(config)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--slow-rate", "2"])
+
+
+def test_python_m_server_runs() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "idphoto_async.server", "--port", str(port), "--engine", "basic"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/_local/stats")
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline
+                assert proc.poll() is None
+                time.sleep(0.05)
+        assert response.json()["data"]["engine"] == "basic"
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=10)[0]
+    assert "engine=basic" in output

@@ -56,8 +56,8 @@ async def test_async_context_manager_stats_advance_reset() -> None:
 def test_stop_closes_the_port() -> None:
     with LocalServer(qps=None) as srv:
         port = int(srv.base_url.rsplit(":", 1)[1])
-    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=1):
-        pass
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
 
 
 def test_not_running_has_no_base_url() -> None:
@@ -81,14 +81,15 @@ def test_cli_flags_make_a_config() -> None:
     configure_parser(parser)
     args = parser.parse_args(
         [
-            "--api-key", "a", "--api-key", "b", "--qps", "0", "--rate-scope", "create",
+            "--api-key", "key-a-secret", "--api-key", "key-b-secret",
+            "--qps", "0", "--rate-scope", "create",
             "--no-count-refused", "--no-retry-after", "--processing-time", "uniform:1,2",
             "--result-ttl", "60", "--workers", "3", "--engine", "basic", "--seed", "5",
             "--drop-rate", "0.1", "--fail-rate", "0.2", "--fail-states=-1,-9",
         ]
     )  # fmt: skip
     config = config_from_args(args)
-    assert config.api_keys == ("a", "b")
+    assert config.api_keys == ("key-a-secret", "key-b-secret")
     assert config.qps is None
     assert (config.rate_scope, config.count_refused, config.send_retry_after) == (
         "create",
@@ -97,7 +98,7 @@ def test_cli_flags_make_a_config() -> None:
     )
     assert (config.workers, config.engine, config.seed) == (3, "basic", 5)
     assert (config.drop_rate, config.fail_rate, config.fail_states) == (0.1, 0.2, (-1, -9))
-    assert "a" not in repr(config)
+    assert "secret" not in repr(config)
     with pytest.raises(SystemExit):
         parser.parse_args(["--slow-rate", "2"])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._client import AsyncIDPhotoClient, ImageFile
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -22,7 +23,11 @@ from ._errors import (
     TaskTimeoutError,
     ValidationError,
 )
+from ._limiter import Limiter, TokenBucketLimiter
 from ._models import Task, TaskResult, TaskState
+from ._options import CreateOptions, ReturnType
+from ._polling import PollSchedule
+from ._retry import RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -31,22 +36,30 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AsyncIDPhotoClient",
     "AuthenticationError",
     "BadRequestError",
+    "CreateOptions",
     "DownloadError",
     "IDPhotoError",
+    "ImageFile",
+    "Limiter",
     "LimiterTimeoutError",
     "MalformedResponseError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "PollSchedule",
     "RateLimitError",
     "ResultExpiredError",
+    "RetryPolicy",
+    "ReturnType",
     "ServerError",
     "Task",
     "TaskFailedError",
     "TaskResult",
     "TaskState",
     "TaskTimeoutError",
+    "TokenBucketLimiter",
     "ValidationError",
     "__version__",
 ]

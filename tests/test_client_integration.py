@@ -1,0 +1,159 @@
+"""The SDK against the real local server over loopback (uvicorn), on asyncio and trio."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+import idphoto_async as ia
+from idphoto_async import AsyncIDPhotoClient, PollSchedule, TokenBucketLimiter
+from idphoto_async.testing import LocalServer
+
+pytestmark = pytest.mark.anyio
+
+
+def portrait(size: tuple[int, int] = (240, 320)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (180, 140, 120)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def fast_schedule() -> PollSchedule:
+    return PollSchedule(initial_guess=0.02, min_delay=0.01, max_delay=0.05)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalServer]:
+    with LocalServer(qps=None, processing_time="fixed:0.05") as srv:
+        yield srv
+
+
+def client_for(srv: LocalServer, **kwargs: Any) -> AsyncIDPhotoClient:
+    kwargs.setdefault("qps", 1000.0)
+    kwargs.setdefault("poll_schedule", fast_schedule())
+    return AsyncIDPhotoClient(None, srv.base_url, **kwargs)
+
+
+@pytest.mark.parametrize("sync", [False, True])
+@pytest.mark.parametrize("return_type", ["url", "base64"])
+async def test_generate_in_both_modes_and_return_types(
+    server: LocalServer, tmp_path: Path, sync: bool, return_type: str
+) -> None:
+    src = tmp_path / "in.jpg"
+    src.write_bytes(portrait())
+    async with client_for(server) as client:
+        out = await client.generate(
+            src,
+            tmp_path / "out.jpg",
+            sync=sync,
+            size="295x413",
+            format="jpg",
+            bg_color="3366FF",
+            return_type=return_type,
+        )
+    with Image.open(out) as image:
+        assert image.format == "JPEG"
+        assert image.size == (295, 413)
+
+
+async def test_create_get_wait_download_step_by_step(server: LocalServer, tmp_path: Path) -> None:
+    async with client_for(server) as client:
+        task = await client.create(portrait(), size=(300, 400))
+        first = await client.get(task.task_id)
+        assert first.task_id == task.task_id
+        result = await client.wait(task)
+        assert result.is_done and result.is_url and result.progress == 100
+        assert result.created_at is not None and result.completed_at is not None
+        path = await client.download(result, tmp_path / "a" / "b.png")
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size == (300, 400)
+
+
+async def test_unknown_task_is_not_found(server: LocalServer) -> None:
+    async with client_for(server) as client:
+        with pytest.raises(ia.NotFoundError, match="task_id"):
+            await client.get("no-such-task")
+
+
+async def test_not_an_image_by_url_fails_with_its_state(server: LocalServer) -> None:
+    async with client_for(server) as client:
+        with pytest.raises(ia.TaskFailedError) as info:
+            await client.create(image_url=f"{server.base_url}/nothing-here.jpg", sync=True)
+    assert info.value.state == ia.TaskState.SOURCE_DOWNLOAD_FAILED
+
+
+async def test_expired_result_is_detected(tmp_path: Path) -> None:
+    with LocalServer(qps=None) as srv:
+        async with client_for(srv) as client:
+            result = await client.create(portrait(), sync=True)
+            srv.advance(3700)
+            with pytest.raises(ia.ResultExpiredError):
+                await client.download(result, tmp_path / "x.png")
+    assert not list(tmp_path.iterdir())
+
+
+async def test_wrong_key_is_an_authentication_error() -> None:
+    with LocalServer(api_keys=("right-key",), qps=None) as srv:
+        async with AsyncIDPhotoClient("wrong-key", srv.base_url) as client:
+            with pytest.raises(ia.AuthenticationError) as info:
+                await client.create(portrait())
+        assert "wrong-key" not in str(info.value)
+        async with AsyncIDPhotoClient("right-key", srv.base_url, qps=100) as client:
+            assert (await client.create(portrait())).task_id
+
+
+async def test_limiter_keeps_a_burst_under_the_strict_window(anyio_backend: str) -> None:
+    """30 creates at once through a 10 QPS client: no 429 from a strict 10 QPS window."""
+    import anyio
+
+    with LocalServer(qps=10, count_refused=True) as srv:
+        async with client_for(srv, qps=10) as client:
+            async with anyio.create_task_group() as tg:
+                for _ in range(30):
+                    tg.start_soon(client.create, portrait())
+        stats = srv.stats()
+    assert stats["creates"] == 30
+    assert stats["rate_limited"] == 0
+    assert stats["peak_requests_per_second"] <= 10
+
+
+async def test_shared_limiter_across_two_clients() -> None:
+    import anyio
+
+    limiter = TokenBucketLimiter(10)
+    with LocalServer(qps=10) as srv:
+        async with (
+            client_for(srv, limiter=limiter) as a,
+            client_for(srv, limiter=limiter) as b,
+            anyio.create_task_group() as tg,
+        ):
+            for i in range(20):
+                tg.start_soon((a if i % 2 else b).create, portrait())
+        stats = srv.stats()
+    assert stats["creates"] == 20 and stats["rate_limited"] == 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "retry_creates"),
+    [
+        ({"query_error_rate": 0.5}, False),
+        ({"drop_rate": 0.3}, True),
+        ({"spurious_429_rate": 0.3, "send_retry_after": False}, False),
+        ({"error_rate": 0.5}, True),
+    ],
+)
+async def test_retries_ride_over_injected_faults(
+    tmp_path: Path, fault: dict[str, Any], retry_creates: bool
+) -> None:
+    with LocalServer(qps=None, seed=7, **fault) as srv:
+        async with client_for(srv, max_retries=8, retry_creates=retry_creates) as client:
+            for i in range(4):
+                out = await client.generate(portrait(), tmp_path / f"{i}.png", size="200x200")
+                assert out.exists()
+        stats = srv.stats()
+    assert stats["faults_total"] > 0

@@ -207,3 +207,17 @@ async def test_custom_result_ttl() -> None:
 async def test_advance_rejects_bad_bodies(client: httpx.AsyncClient) -> None:
     assert (await client.post("/_local/advance", json={"seconds": -1})).status_code == 400
     assert (await client.post("/_local/advance", content=b"nope")).status_code == 400
+
+
+async def test_many_queued_tasks_do_not_block_the_server() -> None:
+    engine = BlockingEngine()
+    async with (
+        LocalServer(engine=engine, workers=1, qps=None) as srv,
+        httpx.AsyncClient(base_url=srv.base_url) as c,
+    ):
+        ids = [(await create(c)).json()["data"]["task_id"] for _ in range(300)]
+        with anyio.fail_after(1):
+            assert (await query(c, ids[-1])).json()["data"]["state"] == 0
+            assert srv.stats()["tasks_by_state"]["0"] >= 299
+        engine.release.set()
+        await wait_until(lambda: srv.stats()["successes"] == 300)

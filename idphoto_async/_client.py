@@ -62,6 +62,7 @@ class AsyncIDPhotoClient:
         retry_creates: also retry a create after a 5xx or a connection lost mid-request.
             The API has no idempotency key: the first attempt may have made a task, so this
             may charge twice. Off by default; refused (429) or unsent creates are always retried.
+        retry_policy: backoff of retries (overrides ``max_retries``).
         poll_schedule: when to query a task; learns from the tasks this client finishes.
         max_connections: size of the connection pool.
         max_download_bytes: cap on a downloaded result.
@@ -78,6 +79,7 @@ class AsyncIDPhotoClient:
         timeout: float = 30.0,
         max_retries: int = 3,
         retry_creates: bool = False,
+        retry_policy: RetryPolicy | None = None,
         poll_schedule: PollSchedule | None = None,
         max_connections: int = 64,
         max_download_bytes: int = MAX_RESULT_BYTES,
@@ -117,7 +119,7 @@ class AsyncIDPhotoClient:
             base_url=base,
             api_key=Secret(key) if key else None,
             limiter=self.limiter,
-            retry=RetryPolicy(max_retries=max_retries),
+            retry=retry_policy or RetryPolicy(max_retries=max_retries),
             timeout=self._timeout,
         )
 

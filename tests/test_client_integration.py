@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import idphoto_async as ia
-from idphoto_async import AsyncIDPhotoClient, PollSchedule, TokenBucketLimiter
+from idphoto_async import AsyncIDPhotoClient, PollSchedule, RetryPolicy, TokenBucketLimiter
 from idphoto_async.testing import LocalServer
 
 pytestmark = pytest.mark.anyio
@@ -112,10 +112,9 @@ async def test_limiter_keeps_a_burst_under_the_strict_window(anyio_backend: str)
     import anyio
 
     with LocalServer(qps=10, count_refused=True) as srv:
-        async with client_for(srv, qps=10) as client:
-            async with anyio.create_task_group() as tg:
-                for _ in range(30):
-                    tg.start_soon(client.create, portrait())
+        async with client_for(srv, qps=10) as client, anyio.create_task_group() as tg:
+            for _ in range(30):
+                tg.start_soon(client.create, portrait())
         stats = srv.stats()
     assert stats["creates"] == 30
     assert stats["rate_limited"] == 0
@@ -151,8 +150,12 @@ async def test_retries_ride_over_injected_faults(
     tmp_path: Path, fault: dict[str, Any], retry_creates: bool
 ) -> None:
     with LocalServer(qps=None, seed=7, **fault) as srv:
-        async with client_for(srv, max_retries=8, retry_creates=retry_creates) as client:
-            for i in range(4):
+        async with client_for(
+            srv,
+            retry_policy=RetryPolicy(8, initial=0.01, maximum=0.05),
+            retry_creates=retry_creates,
+        ) as client:
+            for i in range(3):
                 out = await client.generate(portrait(), tmp_path / f"{i}.png", size="200x200")
                 assert out.exists()
         stats = srv.stats()

@@ -50,14 +50,18 @@ class Processor:
         self.faults = faults
         self.latency = config.latency
         self.latency_rng = random.Random(None if config.seed is None else f"{config.seed}/latency")
-        self.workers = anyio.CapacityLimiter(config.workers)
-        self._threads = anyio.CapacityLimiter(config.workers)
+        # Made in attach(), inside the server's own event loop: anyio picks the primitives'
+        # backend when they are created, and the app may be built under a trio caller.
+        self.workers: anyio.CapacityLimiter | None = None
+        self._threads: anyio.CapacityLimiter | None = None
         self._task_group: TaskGroup | None = None
         self._http: httpx.AsyncClient | None = None
 
     def attach(self, task_group: TaskGroup, http: httpx.AsyncClient) -> None:
         """Use these for background work and image_url downloads (from the lifespan)."""
         self._task_group, self._http = task_group, http
+        self.workers = anyio.CapacityLimiter(self.config.workers)
+        self._threads = anyio.CapacityLimiter(self.config.workers)
 
     def start(self, task: TaskRecord, params: CreateParams) -> None:
         """Process ``task`` in the background; ``task.done`` is set when it ends."""
@@ -87,6 +91,8 @@ class Processor:
             self._finish(task, -1, "processing failed")
 
     async def _work(self, task: TaskRecord, params: CreateParams) -> EngineResult:
+        if self.workers is None or self._threads is None:
+            raise RuntimeError("the server's lifespan has not started")
         async with self.workers:
             task.processed_at = self.clock.time()
             task.state, task.progress = 2, 10

@@ -64,6 +64,9 @@ class AsyncIDPhotoClient:
             may charge twice. Off by default; refused (429) or unsent creates are always retried.
         retry_policy: backoff of retries (overrides ``max_retries``).
         poll_schedule: when to query a task; learns from the tasks this client finishes.
+        queue_timeout: longest wait for a request slot before
+            :class:`LimiterTimeoutError` (None: wait as long as it takes). A web handler
+            sets it to shed load (answer 503) instead of queueing forever.
         max_connections: size of the connection pool.
         max_download_bytes: cap on a downloaded result.
     """
@@ -81,6 +84,7 @@ class AsyncIDPhotoClient:
         retry_creates: bool = False,
         retry_policy: RetryPolicy | None = None,
         poll_schedule: PollSchedule | None = None,
+        queue_timeout: float | None = None,
         max_connections: int = 64,
         max_download_bytes: int = MAX_RESULT_BYTES,
     ) -> None:
@@ -121,6 +125,7 @@ class AsyncIDPhotoClient:
             limiter=self.limiter,
             retry=retry_policy or RetryPolicy(max_retries=max_retries),
             timeout=self._timeout,
+            queue_timeout=queue_timeout,
         )
 
     @property
@@ -168,6 +173,7 @@ class AsyncIDPhotoClient:
         retry_create: bool | None = ...,
         timeout: float | None = ...,
         max_retries: int | None = ...,
+        queue_timeout: float | None = ...,
     ) -> Task: ...
 
     @overload
@@ -184,6 +190,7 @@ class AsyncIDPhotoClient:
         retry_create: bool | None = ...,
         timeout: float | None = ...,
         max_retries: int | None = ...,
+        queue_timeout: float | None = ...,
     ) -> TaskResult: ...
 
     @overload
@@ -200,6 +207,7 @@ class AsyncIDPhotoClient:
         retry_create: bool | None = ...,
         timeout: float | None = ...,
         max_retries: int | None = ...,
+        queue_timeout: float | None = ...,
     ) -> Task | TaskResult: ...
 
     async def create(
@@ -215,6 +223,7 @@ class AsyncIDPhotoClient:
         retry_create: bool | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
+        queue_timeout: float | None = None,
     ) -> Task | TaskResult:
         """Create an ID-photo task from ``image_file`` or ``image_url`` (exactly one).
 
@@ -237,6 +246,7 @@ class AsyncIDPhotoClient:
                 retry_create=self.retry_creates if retry_create is None else retry_create,
                 timeout=timeout,
                 max_retries=max_retries,
+                queue_timeout=queue_timeout,
             )
         finally:
             if upload is not None:
@@ -252,6 +262,7 @@ class AsyncIDPhotoClient:
         retry_create: bool,
         timeout: float | None,
         max_retries: int | None,
+        queue_timeout: float | None,
     ) -> Task | TaskResult:
         # Multipart, like the seed's `curl -F` examples, whichever the image source.
         fields: dict[str, Any] = {"sync": (None, "1" if sync else "0")}
@@ -275,6 +286,7 @@ class AsyncIDPhotoClient:
             idempotent=retry_create,
             timeout=request_timeout,
             max_retries=max_retries,
+            queue_timeout=queue_timeout,
         )
         if not sync:
             return Task.from_api(data)

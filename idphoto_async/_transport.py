@@ -67,6 +67,7 @@ class ApiCaller:
     limiter: Limiter
     retry: RetryPolicy
     timeout: httpx.Timeout
+    queue_timeout: float | None = None
     requests_sent: int = 0
 
     async def call(
@@ -80,14 +81,26 @@ class ApiCaller:
         priority: bool = False,
         timeout: httpx.Timeout | None = None,
         max_retries: int | None = None,
+        queue_timeout: float | None = None,
     ) -> tuple[Mapping[str, Any], str]:
-        """Send one API request; return the envelope's ``data`` object and ``message``."""
+        """Send one API request; return the envelope's ``data`` object and ``message``.
+
+        ``queue_timeout`` (else the caller's default) bounds the wait for a limiter slot:
+        past it :class:`LimiterTimeoutError` is raised and nothing is sent.
+        """
+        queue_timeout = self.queue_timeout if queue_timeout is None else queue_timeout
         retries = self.retry.max_retries if max_retries is None else max_retries
         attempt = 0
         while True:
             try:
                 return await self._attempt(
-                    method, path, files=files, data=data, priority=priority, timeout=timeout
+                    method,
+                    path,
+                    files=files,
+                    data=data,
+                    priority=priority,
+                    timeout=timeout,
+                    queue_timeout=queue_timeout,
                 )
             except _Retryable as exc:
                 safe = exc.never_reached or idempotent
@@ -113,8 +126,9 @@ class ApiCaller:
         data: Mapping[str, str] | None,
         priority: bool,
         timeout: httpx.Timeout | None,
+        queue_timeout: float | None,
     ) -> tuple[Mapping[str, Any], str]:
-        await self.limiter.acquire(priority=priority)
+        await self.limiter.acquire(timeout=queue_timeout, priority=priority)
         headers = {API_KEY_HEADER: self.api_key.reveal()} if self.api_key else {}
         request = self.http.build_request(
             method,

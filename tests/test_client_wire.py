@@ -509,3 +509,33 @@ def test_key_never_in_repr_and_is_required_for_the_vendor(monkeypatch: pytest.Mo
     assert client.base_url == "https://techhk.aoscdn.com"
     with pytest.raises(ia.ValidationError, match="base_url"):
         AsyncIDPhotoClient(KEY, "ftp://x")
+
+
+async def test_queue_timeout_sheds_load_without_sending() -> None:
+    import anyio
+
+    sent = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal sent
+        sent += 1
+        return httpx.Response(200, json=envelope({"task_id": f"T{sent}"}))
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    client = AsyncIDPhotoClient(KEY, BASE, qps=0.5, http_client=http, queue_timeout=0.2)
+    errors: list[ia.LimiterTimeoutError] = []
+
+    async def one() -> None:
+        try:
+            await client.create(png_bytes())
+        except ia.LimiterTimeoutError as exc:
+            errors.append(exc)
+
+    with anyio.fail_after(2):
+        async with client, anyio.create_task_group() as tg:
+            for _ in range(50):
+                tg.start_soon(one)
+    assert sent == 1
+    assert len(errors) == 49
+    assert all(e.retry_after is not None and e.retry_after > 0 for e in errors)
+    assert "Retry-After" in str(errors[0])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._client import AsyncIDPhotoClient, ImageFile
 from ._errors import (
     APIConnectionError,
@@ -31,6 +33,21 @@ from ._retry import RetryPolicy
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:
+    from ._redis_limiter import LimiterUnavailableError, RedisLimiter
+
+_LAZY = {"RedisLimiter", "LimiterUnavailableError"}
+
+
+def __getattr__(name: str) -> Any:
+    # The Redis limiter needs the optional `redis` extra: import it only when asked for.
+    if name in _LAZY:
+        from . import _redis_limiter
+
+        return getattr(_redis_limiter, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -45,11 +62,13 @@ __all__ = [
     "ImageFile",
     "Limiter",
     "LimiterTimeoutError",
+    "LimiterUnavailableError",
     "MalformedResponseError",
     "NotFoundError",
     "PayloadTooLargeError",
     "PollSchedule",
     "RateLimitError",
+    "RedisLimiter",
     "ResultExpiredError",
     "RetryPolicy",
     "ReturnType",

@@ -19,7 +19,8 @@ Hierarchy::
     ├── TaskTimeoutError           the task did not finish in time
     ├── ResultExpiredError         the result URL is gone (kept for 1 hour)
     ├── DownloadError              the result download failed or was cut short
-    └── LimiterTimeoutError        no request slot within the caller's timeout
+    ├── LimiterTimeoutError        no request slot within the caller's timeout
+    └── LimiterUnavailableError    the shared (Redis) limiter cannot be reached
 
 No message or repr ever contains the API key.
 """

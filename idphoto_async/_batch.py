@@ -376,7 +376,8 @@ class BatchRunner:
             identity = await anyio.to_thread.run_sync(check)
         except ValidationError as exc:
             return BatchOutcome(input=name, status="failed", error=exc)
-        key = input_key(identity, job.options.form_fields())
+        fields = {**job.options.form_fields(), "output": self._relative(job.dest)}
+        key = input_key(identity, fields)  # the same input to another output is another entry
         try:
             return await self._run_item(item, key, job.options, job.dest)
         except IDPhotoError as exc:
@@ -581,4 +582,7 @@ async def run_batch(
     )
     async with runner.outcomes(inputs) as outcomes:
         async for outcome in outcomes:
-            yield outcome
+            try:
+                yield outcome
+            except GeneratorExit:
+                break  # closed early: leave the block normally, which cancels the rest

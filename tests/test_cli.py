@@ -269,8 +269,10 @@ def _crash_campaign(tmp_path: Path, count: int, kills: int, seed: int) -> None:
     assert outputs == expected  # every output present, no stray temp files
     state = load_journal(journal)
     # No duplicate task except for a create that was on the wire at the very moment of a kill
-    # (its task id never reached us and the API cannot list tasks): those are counted.
-    assert count <= stats["creates"] <= count + state.in_doubt
+    # (its task id never reached us and the API cannot list tasks). The journal counts the
+    # creates a kill interrupted (an upper bound: most were still queued for a QPS slot); on
+    # loopback at most one create is on the wire at a time, so at most one duplicate per kill.
+    assert count <= stats["creates"] <= count + min(state.in_doubt, killed)
     print(f"{killed} kills, creates {stats['creates']} for {count} inputs, "
           f"in doubt {state.in_doubt}")  # fmt: skip
 
@@ -297,7 +299,7 @@ print(json.dumps({"code": code, "peak_mb": peak_kb / 1024,
                   "rss_mb": psutil.Process().memory_info().rss / 2**20}))
 """
 
-PEAK_RSS_BOUND_MB = 160
+PEAK_RSS_BOUND_MB = 120
 """Peak RSS allowed for a 10 000-input batch (interpreter, httpx, anyio, Pillow included)."""
 
 

@@ -278,8 +278,9 @@ async def _run(
         print(summary_line(stats, time.monotonic() - started, client.requests_sent), flush=True)
         if stats.in_doubt:
             error(
-                f"note: {stats.in_doubt} create request(s) of an earlier run were cut off "
-                "before their task id was saved (a crash); those inputs were created again."
+                f"note: an earlier run was killed while {stats.in_doubt} create request(s) "
+                "were pending; any that had reached the service made a task whose id was "
+                "lost (the API cannot look it up), so those inputs were created again."
             )
         if interrupts or runner.stopping:
             error(

@@ -224,8 +224,10 @@ def test_local_runs_without_key_or_network(tmp_path: Path) -> None:
 # -- crash safety ------------------------------------------------------------------------------
 
 
-def _kill_when_journal_has(proc: subprocess.Popen[bytes], journal: Path, lines: int) -> bool:
-    """SIGKILL ``proc`` once its journal holds ``lines`` records; False if it ended first."""
+def _kill_when_journal_has(
+    proc: subprocess.Popen[bytes], journal: Path, lines: int, sig: int = signal.SIGKILL
+) -> bool:
+    """Signal ``proc`` once its journal holds ``lines`` records; False if it ended first."""
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         try:
@@ -233,8 +235,8 @@ def _kill_when_journal_has(proc: subprocess.Popen[bytes], journal: Path, lines: 
         except FileNotFoundError:
             count = 0
         if count >= lines:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            proc.send_signal(sig)
+            proc.wait(timeout=120)
             return True
         time.sleep(0.002)  # polling the file, not timing the code under test
     proc.wait()
@@ -275,6 +277,32 @@ def _crash_campaign(tmp_path: Path, count: int, kills: int, seed: int) -> None:
     assert count <= stats["creates"] <= count + min(state.in_doubt, killed)
     print(f"{killed} kills, creates {stats['creates']} for {count} inputs, "
           f"in doubt {state.in_doubt}")  # fmt: skip
+
+
+def test_ctrl_c_stops_starting_photos_and_says_how_to_resume(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    make_images(src, 20)
+    out = tmp_path / "out"
+    with LocalServer(qps=None, processing_time="fixed:0.2") as server:
+        cmd = [sys.executable, "-m", "idphoto_async.cli", "batch", str(src), "-o", str(out),
+               "--base-url", server.base_url, "--qps", "50", "--max-in-flight", "4",
+               "--no-progress"]  # fmt: skip
+        proc = subprocess.Popen(cmd, env=env(IDPHOTO_API_KEY=KEY), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)  # fmt: skip
+        assert _kill_when_journal_has(proc, out / JOURNAL_NAME, 6, signal.SIGINT)
+        _, err = proc.communicate()
+        assert proc.returncode == 130
+        assert b"re-run the same command" in err
+        assert b"Traceback" not in err
+        first_creates = server.stats()["creates"]
+        assert first_creates < 20
+        state = load_journal(out / JOURNAL_NAME)
+        assert state.in_doubt == 0  # in-flight creates were answered and journaled
+        done = subprocess.run(cmd, env=env(IDPHOTO_API_KEY=KEY), capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert server.stats()["creates"] == 20
+    assert len(list(out.glob("*.png"))) == 20
 
 
 def test_sigkill_then_rerun_loses_nothing_and_pays_once(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from idphoto_async._client import AsyncIDPhotoClient
 from idphoto_async._errors import AuthenticationError, TaskFailedError, ValidationError
 from idphoto_async._journal import JOURNAL_NAME, load_journal
 from idphoto_async._paths import BatchItem, discover
+from idphoto_async._polling import PollSchedule
 from idphoto_async.testing import LocalServer
 
 pytestmark = pytest.mark.anyio
@@ -55,7 +56,13 @@ class StuckClient(AsyncIDPhotoClient):
         await anyio.sleep_forever()
 
 
+def fast_polls() -> PollSchedule:
+    """Poll soon: the test server finishes tasks at once (keeps the suite fast)."""
+    return PollSchedule(initial_guess=0.05, min_delay=0.05, max_delay=0.5)
+
+
 def client_for(server: LocalServer, qps: float = 200.0, **kwargs: Any) -> AsyncIDPhotoClient:
+    kwargs.setdefault("poll_schedule", fast_polls())
     return AsyncIDPhotoClient(api_key=KEY, base_url=server.base_url, qps=qps, **kwargs)
 
 
@@ -116,7 +123,7 @@ async def test_200_photos_at_qps_20_without_429(
     make_images(tmp_path / "in", 200, subdirs=4)
     inputs = discover([str(tmp_path / "in")])  # lazily walked, mirrored under out
     started = time.perf_counter()
-    async with client_for(server, qps=20) as client:
+    async with client_for(server, qps=20, poll_schedule=PollSchedule()) as client:
         outcomes = await collect(run_batch(client, inputs, out_dir=tmp_path / "out", mode=mode))
     elapsed = time.perf_counter() - started
     stats = server.stats()

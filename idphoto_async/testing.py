@@ -40,7 +40,7 @@ class LocalServer:
 
     Pass a :class:`ServerConfig`, or its fields as keywords (on top of
     :data:`TESTING_DEFAULTS`), or both (keywords override the config). ``engine`` injects an
-    engine object (e.g. a fake that fails with a given state).
+    engine object (e.g. a fake that fails with a given state), or names one (``"local"``).
     """
 
     def __init__(
@@ -49,10 +49,12 @@ class LocalServer:
         /,
         *,
         host: str = "127.0.0.1",
-        engine: Engine | None = None,
+        engine: Engine | str | None = None,
         startup_timeout: float = 15.0,
         **overrides: Any,
     ) -> None:
+        if isinstance(engine, str):  # a name ("local", "basic") is a config field
+            overrides["engine"], engine = engine, None
         if config is None:
             config = ServerConfig(**{**TESTING_DEFAULTS, **overrides})
         elif overrides:

@@ -128,3 +128,9 @@ def test_python_m_server_runs() -> None:
         proc.terminate()
         output = proc.communicate(timeout=10)[0]
     assert "engine=basic" in output
+
+
+def test_engine_can_be_named() -> None:
+    with LocalServer(engine="basic") as srv:
+        assert srv.config.engine == "basic"
+        assert srv.stats()["engine"] == "basic"

@@ -115,22 +115,8 @@ def python_blocks(path: Path) -> Iterator[Block]:
         )
 
 
-# Fragments in pages other writers own that are neither runnable nor marked yet: expected to
-# fail until their author adds the missing definitions or a no-run marker (then remove them).
-PENDING_FRAGMENTS: dict[tuple[str, str], str] = {
-    ("docs/batch.md", "client.batch(paths,"): "`paths` is not defined",
-    ("docs/rate-limits.md", "redis.internal"): "no AsyncIDPhotoClient import; Redis host",
-    ("docs/rate-limits.md", 'fail_mode="local"'): "`RedisLimiter` and `url` are not defined",
-}
-
-
 def _param(block: Block, backend: str) -> ParameterSet:
-    rel = block.path.relative_to(ROOT).as_posix()
-    pending = [
-        why for (page, text), why in PENDING_FRAGMENTS.items() if page == rel and text in block.code
-    ]
-    marks = [pytest.mark.xfail(reason=f"unmarked fragment: {pending[0]}")] if pending else []
-    return pytest.param(block, backend, id=f"{block.name}-{backend}", marks=marks)
+    return pytest.param(block, backend, id=f"{block.name}-{backend}")
 
 
 ALL_BLOCKS = [block for path in markdown_files() for block in python_blocks(path)]

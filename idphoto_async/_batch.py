@@ -7,7 +7,7 @@ taken, so a slow consumer slows the producer and memory stays flat.
 
 Per input (async mode): create -> journal ``created`` -> wait -> journal ``done`` -> download
 -> journal ``downloaded``. Sync mode makes one ``create(sync=True)`` request instead of create
-and wait. With a journal (the default), a re-run resumes: see :mod:`idphoto_async._journal`.
+and wait. With a journal (the default), a re-run resumes: see `idphoto_async._journal`.
 """
 
 from __future__ import annotations
@@ -171,10 +171,10 @@ class _Prepared:
 
 
 class BatchRunner:
-    """One batch run; :func:`run_batch` is the usual way in.
+    """One batch run; `run_batch` is the usual way in.
 
-    Use :meth:`outcomes` as an async context manager; :meth:`stop` ends the taking of new
-    inputs (in-flight ones finish and are journaled); :attr:`stats` counts as it goes.
+    Use `outcomes` as an async context manager; `stop` ends the taking of new
+    inputs (in-flight ones finish and are journaled); `stats` counts as it goes.
     """
 
     def __init__(
@@ -226,11 +226,11 @@ class BatchRunner:
 
     @property
     def stopping(self) -> bool:
-        """:meth:`stop` was called."""
+        """`stop` was called."""
         return self._stopping
 
     def _begin_cancel(self) -> None:
-        """Cancellation is coming: creates on the wire get :data:`SHIELD_SECONDS` to answer."""
+        """Cancellation is coming: creates on the wire get `SHIELD_SECONDS` to answer."""
         self._cancelling = True
         deadline = anyio.current_time() + SHIELD_SECONDS
         for scope in self._shields:
@@ -554,7 +554,7 @@ async def run_batch(
     retry_failed: bool = False,
     **create_options: Any,
 ) -> AsyncIterator[BatchOutcome]:
-    """Make an ID photo of every input; yield one :class:`BatchOutcome` each, as they complete.
+    """Make an ID photo of every input; yield one `BatchOutcome` each, as they complete.
 
     Args:
         inputs: paths, ``http(s)://`` URLs, or ``(source, options)`` pairs, from any (sync
@@ -569,7 +569,7 @@ async def run_batch(
         retry_failed: try inputs that failed permanently in an earlier run again.
         create_options: ``size``, ``format``, ``bg_color``, ``return_type`` for every input.
 
-    If you may stop iterating early, wrap the call in :func:`contextlib.aclosing`.
+    If you may stop iterating early, wrap the call in `contextlib.aclosing`.
     """
     runner = BatchRunner(
         client,

@@ -41,7 +41,7 @@ ImageFile = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 """An image to upload: a path, the bytes themselves, or a binary file object."""
 
 WAIT_MARGIN = 30.0
-"""Seconds :meth:`AsyncIDPhotoClient.wait` allows beyond the service's 180 s limit."""
+"""Seconds `AsyncIDPhotoClient.wait` allows beyond the service's 180 s limit."""
 
 
 class AsyncIDPhotoClient:
@@ -55,7 +55,7 @@ class AsyncIDPhotoClient:
             Required for the vendor's service, optional for a local server.
         base_url: defaults to env ``IDPHOTO_BASE_URL``, else the vendor's service.
         qps: the key's requests per second (default 2), when no ``limiter`` is given.
-        limiter: a shared limiter (one key, many clients); see :class:`TokenBucketLimiter`.
+        limiter: a shared limiter (one key, many clients); see `TokenBucketLimiter`.
         http_client: an ``httpx.AsyncClient`` to use (not closed by this client).
         timeout: seconds for each request (sync creates wait up to the service's 180 s limit).
         max_retries: retries of a failed request (429, 5xx, connection errors).
@@ -65,7 +65,7 @@ class AsyncIDPhotoClient:
         retry_policy: backoff of retries (overrides ``max_retries``).
         poll_schedule: when to query a task; learns from the tasks this client finishes.
         queue_timeout: longest wait for a request slot before
-            :class:`LimiterTimeoutError` (None: wait as long as it takes). A web handler
+            `LimiterTimeoutError` (None: wait as long as it takes). A web handler
             sets it to shed load (answer 503) instead of queueing forever.
         max_connections: size of the connection pool.
         max_download_bytes: cap on a downloaded result.
@@ -227,10 +227,10 @@ class AsyncIDPhotoClient:
     ) -> Task | TaskResult:
         """Create an ID-photo task from ``image_file`` or ``image_url`` (exactly one).
 
-        Every input is validated first: a rejected one raises :class:`ValidationError` and
-        costs no request. Async mode (default) returns a :class:`Task` to :meth:`wait` for;
+        Every input is validated first: a rejected one raises `ValidationError` and
+        costs no request. Async mode (default) returns a `Task` to `wait` for;
         ``sync=True`` holds the request until the photo is made and returns its
-        :class:`TaskResult` (raising :class:`TaskFailedError` if it failed).
+        `TaskResult` (raising `TaskFailedError` if it failed).
         """
         options = make_options(size=size, format=format, bg_color=bg_color, return_type=return_type)
         validate_source(image_file, image_url)
@@ -316,9 +316,9 @@ class AsyncIDPhotoClient:
     async def wait(self, task: Task | str, *, timeout: float | None = None) -> TaskResult:
         """Poll ``task`` until it succeeds and return its result.
 
-        Queries follow :attr:`poll_schedule` (first when the task is likely done, then
-        backing off). Raises :class:`TaskFailedError` on a negative state and
-        :class:`TaskTimeoutError` after ``timeout`` seconds since the task was created
+        Queries follow `poll_schedule` (first when the task is likely done, then
+        backing off). Raises `TaskFailedError` on a negative state and
+        `TaskTimeoutError` after ``timeout`` seconds since the task was created
         (default: the service's 180 s limit plus a margin).
         """
         if isinstance(task, str):
@@ -362,8 +362,8 @@ class AsyncIDPhotoClient:
         """Save ``result``'s image to ``dest``: streamed, size-checked, atomic.
 
         Takes no API request slot and never sends the API key. Raises
-        :class:`ResultExpiredError` when the URL is gone (results are kept for 1 hour) and
-        :class:`DownloadError` when it fails (nothing is left under ``dest``).
+        `ResultExpiredError` when the URL is gone (results are kept for 1 hour) and
+        `DownloadError` when it fails (nothing is left under ``dest``).
         """
         if not result.is_done:
             raise DownloadError(
@@ -423,7 +423,7 @@ class AsyncIDPhotoClient:
     ) -> AsyncIterator[BatchOutcome]:
         """Process many inputs; yield one outcome per input as each completes.
 
-        See :func:`idphoto_async.run_batch` for the options (mode, max_in_flight, journal...).
+        See `idphoto_async.run_batch` for the options (mode, max_in_flight, journal...).
         """
         from ._batch import run_batch
 

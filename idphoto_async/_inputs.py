@@ -100,7 +100,7 @@ class ImageInfo:
     """What the header of an accepted image says."""
 
     format: str
-    """Canonical type from :func:`sniff_format`."""
+    """Canonical type from `sniff_format`."""
     width: int
     height: int
     size_bytes: int

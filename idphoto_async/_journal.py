@@ -9,7 +9,7 @@ Events (every record has ``v``, ``event``, ``key``, ``input`` and ``ts``):
 - ``failed``: the input failed with ``error`` (``type``, ``state`` or ``http_status``,
   ``message``); ``permanent`` says whether trying again would fail the same way.
 
-``key`` identifies an input *and* its options (see :func:`input_key`), so changing a file or an
+``key`` identifies an input *and* its options (see `input_key`), so changing a file or an
 option makes a fresh entry. Records are written with one ``write()`` each on an ``O_APPEND``
 descriptor (a killed process leaves whole lines), and ``created``/``failed`` records are
 ``fdatasync``-ed because they protect money. Loading tolerates a torn last line (power loss
@@ -18,7 +18,7 @@ mid-write) and truncates it before appending.
 A ``creating`` record with no later ``created``/``failed`` is *in doubt*: the process died
 while the request was on the wire, so the service may or may not have made a task whose id
 nobody saw. The API has no way to find it, so such inputs are created again; the count is
-reported as :attr:`JournalState.in_doubt`.
+reported as `JournalState.in_doubt`.
 """
 
 from __future__ import annotations
@@ -280,7 +280,7 @@ class Journal:
             os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
 
     async def record(self, event: Event, key: str, input: str, **fields: Any) -> None:
-        """Append one record (and fold it into :attr:`state`)."""
+        """Append one record (and fold it into `state`)."""
         record: dict[str, Any] = {"v": VERSION, "event": event, "key": key, "input": input}
         record.update(fields)
         record["ts"] = _now()

@@ -6,9 +6,9 @@ limiter must never send ``floor(qps) + 1`` requests within any closed 1 s interv
 after a few milliseconds of network jitter, and after a 429 the whole limiter (not each
 request on its own) must back off, or retries keep the window full and starve the client.
 
-:class:`TokenBucketLimiter` is per event loop: share one instance between any number of
+`TokenBucketLimiter` is per event loop: share one instance between any number of
 clients and tasks of one loop (one key, many clients). Several processes sharing one key
-need a shared store (a Redis-backed :class:`Limiter` is planned).
+need a shared store (a Redis-backed `Limiter` is planned).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class Limiter(Protocol):
 
         ``priority=True`` (status queries of tasks that are due) is served before normal
         waiters (new creates), FIFO within each class. Raises
-        :class:`~idphoto_async.LimiterTimeoutError` (with ``retry_after``, the estimated
+        `idphoto_async.LimiterTimeoutError` (with ``retry_after``, the estimated
         wait) when no slot is free within ``timeout`` seconds; no slot is consumed then.
         """
         ...
@@ -69,7 +69,7 @@ class Limiter(Protocol):
 
 
 class _Waiter:
-    """One queued :meth:`TokenBucketLimiter.acquire` call."""
+    """One queued `TokenBucketLimiter.acquire` call."""
 
     __slots__ = ("deadline", "done", "event", "expired", "priority", "timeout")
 
@@ -89,7 +89,7 @@ class _Waiter:
 class TokenBucketLimiter:
     """A fair token bucket (GCRA) that is safe against a strict sliding-window server.
 
-    Guarantees, measured at the moments :meth:`acquire` returns:
+    Guarantees, measured at the moments `acquire` returns:
 
     * consecutive slots are at least ``(1 + margin) / qps`` seconds apart once ``burst``
       is used up (throughput ``qps / (1 + margin)``);
@@ -104,7 +104,7 @@ class TokenBucketLimiter:
     waiters cost one timer and no thundering herd. A waiter cancelled while queued or while
     sleeping consumes no slot and hands the head role on.
 
-    After :meth:`on_rate_limited` the limiter hands out nothing until the pause is over, then
+    After `on_rate_limited` the limiter hands out nothing until the pause is over, then
     runs at ``DECREASE`` times its rate (at least ``MIN_FACTOR``), and after
     ``QUIET_PERIOD`` seconds without another 429 regains ``RECOVERY_RATE`` of its full rate
     per second.
@@ -116,9 +116,9 @@ class TokenBucketLimiter:
         qps: requests per second allowed for the key (default 2).
         burst: slots that may be taken back to back after an idle period (capped by the
             window guarantee above).
-        margin: relative safety margin, default :data:`DEFAULT_MARGIN` (4 %).
-        clock: seconds as a float; default :func:`anyio.current_time`.
-        sleep: default :func:`anyio.sleep`; inject both to test without real time.
+        margin: relative safety margin, default `DEFAULT_MARGIN` (4 %).
+        clock: seconds as a float; default `anyio.current_time`.
+        sleep: default `anyio.sleep`; inject both to test without real time.
     """
 
     DECREASE: ClassVar[float] = 0.5
@@ -162,7 +162,7 @@ class TokenBucketLimiter:
         self.acquired = 0
         """Slots handed out so far."""
         self.rate_limited = 0
-        """Calls of :meth:`on_rate_limited` so far."""
+        """Calls of `on_rate_limited` so far."""
 
     def __repr__(self) -> str:
         return (
@@ -201,7 +201,7 @@ class TokenBucketLimiter:
         timeout: float | None = None,  # noqa: ASYNC109 (measured on the limiter's clock)
         priority: bool = False,
     ) -> None:
-        """Take one request slot; see :meth:`Limiter.acquire`.
+        """Take one request slot; see `Limiter.acquire`.
 
         A call that must queue fails at once when the wait estimated from the queue ahead
         already exceeds ``timeout`` (``timeout=0``: take a slot only if one is free now), and

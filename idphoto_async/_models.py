@@ -155,7 +155,7 @@ def _require_task_id(data: Mapping[str, Any]) -> str:
 
 @attrs.frozen
 class Task:
-    """A task created in async mode: poll it with :meth:`AsyncIDPhotoClient.wait`."""
+    """A task created in async mode: poll it with `AsyncIDPhotoClient.wait`."""
 
     task_id: str
     created_at: datetime | None = None
@@ -211,7 +211,7 @@ class TaskResult:
     def from_api(cls, data: Mapping[str, Any], *, message: str = "") -> TaskResult:
         """Build from the ``data`` object of a query or sync create response.
 
-        Raises :class:`MalformedResponseError` for anything that does not fit the API.
+        Raises `MalformedResponseError` for anything that does not fit the API.
         """
         if not isinstance(data, Mapping):
             raise MalformedResponseError("data is not an object")

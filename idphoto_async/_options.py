@@ -1,6 +1,6 @@
 """Options of the create request (size, format, bg_color, return_type), validated client-side.
 
-Every value the API would reject raises :class:`ValidationError` here, before any request.
+Every value the API would reject raises `ValidationError` here, before any request.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class ReturnType(enum.IntEnum):
 
 
 ReturnTypeLike: TypeAlias = ReturnType | int | str
-"""``"url"``/``"base64"``, ``1``/``2`` or a :class:`ReturnType`."""
+"""``"url"``/``"base64"``, ``1``/``2`` or a `ReturnType`."""
 
 
 _SIZE_EXAMPLE = "for example size='295x413' or size=(295, 413)"
@@ -154,7 +154,7 @@ def convert_bg_color(value: BgColorLike | None) -> str | None:
 
 
 def convert_return_type(value: ReturnTypeLike | None) -> ReturnType | None:
-    """Validate ``return_type`` and return a :class:`ReturnType`."""
+    """Validate ``return_type`` and return a `ReturnType`."""
     if value is None:
         return None
     result: ReturnType | None = None
@@ -220,5 +220,5 @@ def make_options(
     bg_color: BgColorLike | None = None,
     return_type: ReturnTypeLike | None = None,
 ) -> CreateOptions:
-    """Validate and normalise the create options; raise :class:`ValidationError` on bad input."""
+    """Validate and normalise the create options; raise `ValidationError` on bad input."""
     return CreateOptions(size=size, format=format, bg_color=bg_color, return_type=return_type)

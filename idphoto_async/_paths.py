@@ -144,7 +144,7 @@ def with_hash(dest: Path, source: str) -> Path:
 
 
 def check_inside(out_dir: Path, dest: Path, source: str) -> None:
-    """Raise :class:`ValidationError` if ``dest`` really lands outside ``out_dir``.
+    """Raise `ValidationError` if ``dest`` really lands outside ``out_dir``.
 
     ``out_dir`` must be resolved; a symlink already inside it could lead elsewhere. Blocking
     (it follows links): call it from a worker thread.

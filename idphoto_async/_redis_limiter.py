@@ -2,9 +2,9 @@
 
 Every slot is decided by one Lua script (GCRA, burst 1) that runs atomically in Redis and
 reads the Redis server's ``TIME``, so callers with skewed clocks still agree. It answers 0
-(slot granted) or the milliseconds to wait; :meth:`RedisLimiter.acquire` sleeps that long and
+(slot granted) or the milliseconds to wait; `RedisLimiter.acquire` sleeps that long and
 asks again. Grants are spaced ``(1 + margin) / floor(qps)`` seconds apart (``(1 + margin) /
-qps`` below 1 QPS), exactly like :class:`~idphoto_async._limiter.TokenBucketLimiter` with
+qps`` below 1 QPS), exactly like `idphoto_async._limiter.TokenBucketLimiter` with
 ``burst=1``, so a server that allows ``floor(qps)`` arrivals in any closed 1 s window never
 sees one too many, whatever the number of workers.
 
@@ -202,7 +202,7 @@ def _on_asyncio() -> bool:
 
 
 class _Waiter:
-    """One queued :meth:`RedisLimiter.acquire` call of this process."""
+    """One queued `RedisLimiter.acquire` call of this process."""
 
     __slots__ = ("done", "event", "priority")
 
@@ -217,13 +217,13 @@ class _Waiter:
 
 
 class RedisLimiter:
-    """A :class:`~idphoto_async._limiter.Limiter` shared through Redis by many processes.
+    """A `idphoto_async._limiter.Limiter` shared through Redis by many processes.
 
     All processes (on any machine) that use the same ``key`` on the same Redis share one
     budget of ``qps`` requests per second; give them all the same ``qps`` and ``margin``.
-    After any of them reports a 429 (:meth:`on_rate_limited`), every one of them pauses and
+    After any of them reports a 429 (`on_rate_limited`), every one of them pauses and
     the shared rate slows down and recovers as in
-    :class:`~idphoto_async._limiter.TokenBucketLimiter`.
+    `idphoto_async._limiter.TokenBucketLimiter`.
 
     ``priority`` and the FIFO order are process-local: this process serves its own priority
     callers first, but across processes slots go to whoever asks first. Only the head of the
@@ -234,12 +234,12 @@ class RedisLimiter:
             ``unix://``); ignored when ``client`` is given.
         key: the Redis key holding the shared state; one key per API key.
         qps: requests per second allowed for the API key (default 2).
-        margin: relative safety margin, default :data:`~idphoto_async._limiter.DEFAULT_MARGIN`.
+        margin: relative safety margin, default `idphoto_async._limiter.DEFAULT_MARGIN`.
         client: a ready ``redis.asyncio.Redis`` (asyncio only) or ``redis.Redis`` (any
-            backend, run in worker threads); it is not closed by :meth:`aclose`.
-        fail_mode: ``"closed"`` (default): raise :class:`LimiterUnavailableError` while Redis
+            backend, run in worker threads); it is not closed by `aclose`.
+        fail_mode: ``"closed"`` (default): raise `LimiterUnavailableError` while Redis
             is unreachable. ``"local"``: log a warning and use an in-process
-            :class:`~idphoto_async._limiter.TokenBucketLimiter` at ``qps / expected_workers``
+            `idphoto_async._limiter.TokenBucketLimiter` at ``qps / expected_workers``
             until Redis answers again (retried every 5 s).
         expected_workers: how many processes share the key; required with ``"local"``.
         socket_timeout: seconds for connecting and for each Redis call (own client only).
@@ -314,7 +314,7 @@ class RedisLimiter:
         self.acquired = 0
         """Slots taken by this instance (from Redis or the fallback)."""
         self.rate_limited = 0
-        """Calls of :meth:`on_rate_limited` on this instance."""
+        """Calls of `on_rate_limited` on this instance."""
 
     def __repr__(self) -> str:
         return (
@@ -378,11 +378,11 @@ class RedisLimiter:
         timeout: float | None = None,
         priority: bool = False,
     ) -> None:
-        """Take one request slot; see :meth:`~idphoto_async._limiter.Limiter.acquire`.
+        """Take one request slot; see `idphoto_async._limiter.Limiter.acquire`.
 
-        Fails at once with :class:`LimiterTimeoutError` when the wait (the queue ahead in
+        Fails at once with `LimiterTimeoutError` when the wait (the queue ahead in
         this process, or the wait Redis announces) already exceeds ``timeout``. Raises
-        :class:`LimiterUnavailableError` when Redis is unreachable and ``fail_mode`` is
+        `LimiterUnavailableError` when Redis is unreachable and ``fail_mode`` is
         ``"closed"``.
         """
         if timeout is not None and math.isnan(timeout):

@@ -72,7 +72,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     """Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date.
 
     Returns None when the header is missing, unparsable, not finite, or asks for more than
-    :data:`MAX_RETRY_AFTER` (one day): such a value is no rate-limit hint, so the caller
+    `MAX_RETRY_AFTER` (one day): such a value is no rate-limit hint, so the caller
     falls back to its own backoff. Negative values and dates in the past give 0.
     Fractional seconds are accepted. Never raises.
     """

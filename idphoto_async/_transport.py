@@ -86,7 +86,7 @@ class ApiCaller:
         """Send one API request; return the envelope's ``data`` object and ``message``.
 
         ``queue_timeout`` (else the caller's default) bounds the wait for a limiter slot:
-        past it :class:`LimiterTimeoutError` is raised and nothing is sent.
+        past it `LimiterTimeoutError` is raised and nothing is sent.
         """
         queue_timeout = self.queue_timeout if queue_timeout is None else queue_timeout
         retries = self.retry.max_retries if max_retries is None else max_retries

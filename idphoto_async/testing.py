@@ -32,14 +32,14 @@ from .server._state import ServerState
 __all__ = ["TESTING_DEFAULTS", "LocalServer", "local_server"]
 
 TESTING_DEFAULTS: dict[str, Any] = {"processing_time": "0", "engine": "basic"}
-"""What :class:`LocalServer` changes from :class:`ServerConfig`'s defaults (no config given)."""
+"""What `LocalServer` changes from `ServerConfig`'s defaults (no config given)."""
 
 
 class LocalServer:
     """The local server on ``127.0.0.1:<free port>``, as a sync or async context manager.
 
-    Pass a :class:`ServerConfig`, or its fields as keywords (on top of
-    :data:`TESTING_DEFAULTS`), or both (keywords override the config). ``engine`` injects an
+    Pass a `ServerConfig`, or its fields as keywords (on top of
+    `TESTING_DEFAULTS`), or both (keywords override the config). ``engine`` injects an
     engine object (e.g. a fake that fails with a given state), or names one (``"local"``).
     """
 
@@ -169,7 +169,7 @@ class LocalServer:
 def local_server(
     config: ServerConfig | None = None, /, **config_kwargs: Any
 ) -> AbstractAsyncContextManager[str]:
-    """``async with local_server(**knobs) as base_url:`` runs a :class:`LocalServer`."""
+    """``async with local_server(**knobs) as base_url:`` runs a `LocalServer`."""
     return _local_server(config, config_kwargs)
 
 

@@ -75,7 +75,7 @@ def configure(sub: Any) -> None:
 
 
 def result_json(result: Any) -> dict[str, Any]:
-    """A :class:`TaskResult` as JSON-ready data."""
+    """A `TaskResult` as JSON-ready data."""
 
     def when(value: Any) -> str | None:
         return None if value is None else value.isoformat()

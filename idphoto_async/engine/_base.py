@@ -44,5 +44,5 @@ class Engine(Protocol):
     name: str
 
     def process(self, request: EngineRequest) -> EngineResult:
-        """Make the ID photo or raise :class:`EngineError`."""
+        """Make the ID photo or raise `EngineError`."""
         ...

@@ -46,7 +46,7 @@ class LocalEngine:
         self.config = config or LocalConfig()
 
     def process(self, request: EngineRequest) -> EngineResult:
-        """Make the ID photo or raise :class:`EngineError` (-7 bad image, -14 no face)."""
+        """Make the ID photo or raise `EngineError` (-7 bad image, -14 no face)."""
         background = parse_color(request.bg_color) if request.format == "jpg" else None
         image = decode_image(request.image)
         try:

@@ -31,7 +31,7 @@ RESULTS_PATH = "/results"
 
 
 def server_state(app: Starlette) -> ServerState:
-    """The :class:`ServerState` behind an app made by :func:`create_app`."""
+    """The `ServerState` behind an app made by `create_app`."""
     state: ServerState = app.state.idphoto
     return state
 

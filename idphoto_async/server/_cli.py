@@ -125,7 +125,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    """The :class:`ServerConfig` the parsed flags describe."""
+    """The `ServerConfig` the parsed flags describe."""
     return ServerConfig(
         api_keys=args.api_keys,
         qps=args.qps,

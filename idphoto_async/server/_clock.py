@@ -9,7 +9,7 @@ __all__ = ["Clock"]
 
 
 class Clock:
-    """Wall and monotonic time shifted by :meth:`advance` (thread-safe)."""
+    """Wall and monotonic time shifted by `advance` (thread-safe)."""
 
     def __init__(self) -> None:
         self._offset = 0.0

@@ -57,7 +57,7 @@ def _fault_rate() -> float:
 
 @attrs.frozen(kw_only=True)
 class ServerConfig:
-    """Configuration of :func:`create_app`; the defaults behave like the real service.
+    """Configuration of `create_app`; the defaults behave like the real service.
 
     Fault rates are probabilities in 0..1, all drawn from one ``random.Random(seed)``.
     """
@@ -75,7 +75,7 @@ class ServerConfig:
     send_retry_after: bool = True
     """Send a Retry-After header with 429 answers."""
     processing_time: str = attrs.field(default="lognormal:3,0.6", validator=_check_spec)
-    """Simulated processing seconds per task (see :class:`Latency`)."""
+    """Simulated processing seconds per task (see `Latency`)."""
     result_ttl: float = attrs.field(
         default=RESULT_TTL, converter=float, validator=attrs.validators.gt(0.0)
     )

@@ -61,7 +61,7 @@ _filter = _IntentionalAbortFilter()
 
 
 def quiet_intentional_aborts() -> None:
-    """Keep uvicorn from logging the connections :class:`CutResponse` cuts as errors."""
+    """Keep uvicorn from logging the connections `CutResponse` cuts as errors."""
     logger = logging.getLogger("uvicorn.error")
     if _filter not in logger.filters:
         logger.addFilter(_filter)

@@ -44,7 +44,7 @@ class CreateParams:
 
 
 async def read_create_params(request: Request, max_upload: int) -> CreateParams:
-    """Parse and validate; raises :class:`ApiError` 400 or 413.
+    """Parse and validate; raises `ApiError` 400 or 413.
 
     Reading stops once the body passes the upload limit; the rest is drained unread (for
     a bounded time) so the client receives the 413 instead of a reset connection.

@@ -51,7 +51,7 @@ class Limiter(Protocol):
     async def acquire(
         self,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 (measured on the limiter's clock)
+        timeout: float | None = None,
         priority: bool = False,
     ) -> None:
         """Take one request slot, waiting in FIFO order.
@@ -198,7 +198,7 @@ class TokenBucketLimiter:
     async def acquire(
         self,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 (measured on the limiter's clock)
+        timeout: float | None = None,
         priority: bool = False,
     ) -> None:
         """Take one request slot; see `Limiter.acquire`.

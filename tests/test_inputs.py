@@ -523,7 +523,7 @@ def test_arbitrary_text_only_raises_validation_error(text: str) -> None:
         try:
             url = validate_image_url(candidate)
         except ValidationError as exc:
-            assert exc.field == "image_url"  # noqa: PT017 - the property is "nothing else"
+            assert exc.field == "image_url"
             continue
         assert url.isascii()
         assert len(url) <= 2048

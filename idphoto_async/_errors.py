@@ -73,6 +73,11 @@ class ValidationError(IDPhotoError, ValueError):
 class APIError(IDPhotoError):
     """Talking to the API failed."""
 
+    task_may_exist: bool = False
+    """For a create: the request may have reached the service and made a task (and so may
+    be charged) although no task id came back: a 5xx, a timeout or a connection cut after
+    sending, or an unreadable 200 answer. Creating again may pay twice."""
+
 
 class APIStatusError(APIError):
     """The API answered with a non-200 status (in HTTP or in the JSON ``status``)."""

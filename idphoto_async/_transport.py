@@ -34,6 +34,9 @@ __all__ = ["ApiCaller", "Secret"]
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 """Cap on an API answer: a base64 result of the largest ID photo fits well within it."""
+BODY_DEADLINE_FACTOR = 2.0
+"""The whole answer body must arrive within this many read timeouts. httpx's read timeout
+bounds each read only: a server trickling a byte at a time would otherwise never time out."""
 
 
 class Secret:
@@ -91,6 +94,7 @@ class ApiCaller:
         queue_timeout = self.queue_timeout if queue_timeout is None else queue_timeout
         retries = self.retry.max_retries if max_retries is None else max_retries
         attempt = 0
+        landed = False  # some attempt may have reached the service (and made a task)
         while True:
             try:
                 return await self._attempt(
@@ -102,9 +106,17 @@ class ApiCaller:
                     timeout=timeout,
                     queue_timeout=queue_timeout,
                 )
+            except MalformedResponseError as exc:  # a 200 answer we cannot read
+                exc.task_may_exist = True
+                raise
+            except APIError as exc:  # a 4xx: refused, nothing made by this attempt
+                exc.task_may_exist = landed
+                raise
             except _Retryable as exc:
+                landed = landed or not exc.never_reached
                 safe = exc.never_reached or idempotent
                 if attempt >= retries or not safe:
+                    exc.error.task_may_exist = landed
                     raise exc.error from None
                 retry_after = (
                     exc.error.retry_after if isinstance(exc.error, RateLimitError) else None
@@ -163,8 +175,18 @@ class ApiCaller:
                 APIConnectionError(f"The connection to the API failed ({type(exc).__name__})."),
                 never_reached=False,
             ) from None
+        read_timeout = (timeout or self.timeout).read
+        deadline = BODY_DEADLINE_FACTOR * read_timeout if read_timeout else None
         try:
-            body = await _read_capped(response, MAX_JSON_BYTES)
+            with anyio.fail_after(deadline):
+                body = await _read_capped(response, MAX_JSON_BYTES)
+        except TimeoutError:
+            raise _Retryable(
+                APITimeoutError(
+                    f"The API answer trickled in for over {deadline:g} s without ending."
+                ),
+                never_reached=False,
+            ) from None
         except httpx.TimeoutException as exc:
             raise _Retryable(
                 APITimeoutError(f"The API answer stalled ({type(exc).__name__})."),
@@ -187,7 +209,7 @@ class ApiCaller:
         message = ""
         if envelope is not None:
             raw_message = envelope.get("message")
-            message = raw_message[:500] if isinstance(raw_message, str) else ""
+            message = self._scrub(raw_message[:500]) if isinstance(raw_message, str) else ""
             json_status = envelope.get("status")
             if status == 200 and isinstance(json_status, int) and not isinstance(json_status, bool):
                 status = json_status
@@ -201,7 +223,7 @@ class ApiCaller:
                 raise MalformedResponseError("the answer has no data object")
             return data, message
         if envelope is None:
-            message = message or body[:200].decode("utf-8", "replace").strip()
+            message = message or self._scrub(body[:200].decode("utf-8", "replace").strip())
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         error = status_error(status, message, retry_after=retry_after)
         if status == 429:
@@ -210,6 +232,11 @@ class ApiCaller:
         if status >= 500:
             raise _Retryable(error, never_reached=False)
         raise error
+
+    def _scrub(self, text: str) -> str:
+        """``text`` (from the service's answer) with any echo of the API key masked."""
+        key = self.api_key.reveal() if self.api_key else ""
+        return text.replace(key, "***") if len(key) >= 4 else text
 
 
 class _Retryable(Exception):

@@ -28,6 +28,9 @@ from ._models import TaskResult
 __all__ = ["save_result"]
 
 CHUNK_SIZE = 64 * 1024
+DOWNLOAD_DEADLINE_FACTOR = 4.0
+"""A whole download attempt must end within this many read timeouts: httpx's read timeout
+bounds each read only, so a host trickling a byte at a time would otherwise never time out."""
 MAX_REDIRECTS = 5
 _EXPIRED_STATUSES = frozenset({403, 404, 410})
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
@@ -52,7 +55,16 @@ async def save_result(
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
     try:
         if result.is_url:
-            await _stream_url(http, result, tmp, max_bytes=max_bytes, timeout=timeout)
+            read = (timeout or http.timeout).read
+            deadline = DOWNLOAD_DEADLINE_FACTOR * read if read else None
+            try:
+                with anyio.fail_after(deadline):
+                    await _stream_url(http, result, tmp, max_bytes=max_bytes, timeout=timeout)
+            except TimeoutError:
+                raise DownloadError(
+                    f"The download of task {result.task_id} did not finish within "
+                    f"{deadline:g} s (the result host trickled or stalled)."
+                ) from None
         else:
             await _write_base64(result, tmp, max_bytes=max_bytes)
         await anyio.Path(tmp).replace(path)

@@ -23,7 +23,13 @@ from ._constants import (
     MAX_RESULT_BYTES,
 )
 from ._download import save_result
-from ._errors import DownloadError, TaskFailedError, TaskTimeoutError, ValidationError
+from ._errors import (
+    DownloadError,
+    MalformedResponseError,
+    TaskFailedError,
+    TaskTimeoutError,
+    ValidationError,
+)
 from ._inputs import Upload, prepare_upload, validate_image_url, validate_source
 from ._limiter import Limiter, TokenBucketLimiter
 from ._models import Task, TaskResult
@@ -104,6 +110,14 @@ class AsyncIDPhotoClient:
             )
         if max_retries < 0:
             raise ValidationError("max_retries must be 0 or more.", field="max_retries")
+        if http_client is not None and parsed.scheme == "https" and _tls_unverified(http_client):
+            raise ValidationError(
+                "The injected http_client does not verify TLS certificates (verify=False), "
+                f"and base_url {base!r} is https: the API key would go to whoever answers. "
+                "Pass a client with verification on (verify=True, or an ssl.SSLContext "
+                "trusting your CA).",
+                field="http_client",
+            )
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             limits=httpx.Limits(
@@ -288,9 +302,13 @@ class AsyncIDPhotoClient:
             max_retries=max_retries,
             queue_timeout=queue_timeout,
         )
-        if not sync:
-            return Task.from_api(data)
-        result = TaskResult.from_api(data, message=message)
+        try:
+            if not sync:
+                return Task.from_api(data)
+            result = TaskResult.from_api(data, message=message)
+        except MalformedResponseError as exc:
+            exc.task_may_exist = True  # the service answered 200: a task was probably made
+            raise
         if result.is_failed:
             raise TaskFailedError(result.task_id, result.state, result.message)
         return result
@@ -443,3 +461,18 @@ def _processing_duration(result: TaskResult, last_pending: float, observed: floa
         served = (result.completed_at - result.created_at).total_seconds()
         return min(max(served, last_pending), observed)
     return (last_pending + observed) / 2 if last_pending > 0 else observed
+
+
+def _tls_unverified(http: httpx.AsyncClient) -> bool:
+    """Whether ``http``'s default transport has certificate verification turned off.
+
+    Looks at httpx's default transport only; a custom transport (a mock, a proxy mount)
+    is the caller's own business and is not judged.
+    """
+    import ssl
+
+    pool = getattr(getattr(http, "_transport", None), "_pool", None)
+    context = getattr(pool, "_ssl_context", None)
+    if not isinstance(context, ssl.SSLContext):
+        return False
+    return context.verify_mode == ssl.CERT_NONE or not context.check_hostname

@@ -219,6 +219,9 @@ def test_local_runs_without_key_or_network(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "engine" in done.stderr
     assert len(list(out.glob("*.jpg"))) == 2
+    # The engine's native log lines (mediapipe/TFLite) go to a file, not the terminal.
+    assert "W0000" not in done.stderr and "TensorFlow Lite" not in done.stderr
+    assert (out / ".idphoto-engine.log").exists()
 
 
 # -- crash safety ------------------------------------------------------------------------------

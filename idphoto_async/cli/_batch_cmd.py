@@ -7,8 +7,8 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,12 @@ from ._common import (
     fail_usage,
     make_options,
 )
+from ._native_log import native_stderr_to
 
 LOCAL_QPS = 50.0
 """Client QPS with --local (the in-process server has no rate limit)."""
+ENGINE_LOG = ".idphoto-engine.log"
+"""With --local: where the engine's native libraries log (kept off the terminal)."""
 
 DESCRIPTION = """\
 Make an ID photo of every INPUT and write it under OUT, mirroring the input tree (files found
@@ -138,7 +141,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         if args.local:
             base_url, key, qps = (
-                stack.enter_context(_local_server()),
+                stack.enter_context(_local_server(out / ENGINE_LOG)),
                 "local",
                 args.qps or LOCAL_QPS,
             )
@@ -149,8 +152,12 @@ def run_batch_command(args: argparse.Namespace) -> int:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _local_server() -> Any:
-    """Start the in-process server (the default engine, no rate limit); say which engine."""
+@contextmanager
+def _local_server(engine_log: Path) -> Iterator[str]:
+    """Start the in-process server (the default engine, no rate limit); say which engine.
+
+    The engine's native log lines go to ``engine_log``, not the terminal.
+    """
     try:
         from ..engine import default_engine_name
         from ..server import ServerConfig
@@ -180,18 +187,8 @@ def _local_server() -> Any:
         "no key, no network, no credits"
     )
 
-    class _Started:
-        def __init__(self) -> None:
-            self.server = LocalServer(config)
-
-        def __enter__(self) -> str:
-            self.server.start()
-            return self.server.base_url
-
-        def __exit__(self, *exc: object) -> None:
-            self.server.stop()
-
-    return _Started()
+    with native_stderr_to(engine_log), LocalServer(config) as server:
+        yield server.base_url
 
 
 async def _run(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -188,6 +188,7 @@ class AsyncIDPhotoClient:
         timeout: float | None = ...,
         max_retries: int | None = ...,
         queue_timeout: float | None = ...,
+        on_send: Callable[[], object] | None = ...,
     ) -> Task: ...
 
     @overload
@@ -205,6 +206,7 @@ class AsyncIDPhotoClient:
         timeout: float | None = ...,
         max_retries: int | None = ...,
         queue_timeout: float | None = ...,
+        on_send: Callable[[], object] | None = ...,
     ) -> TaskResult: ...
 
     @overload
@@ -222,6 +224,7 @@ class AsyncIDPhotoClient:
         timeout: float | None = ...,
         max_retries: int | None = ...,
         queue_timeout: float | None = ...,
+        on_send: Callable[[], object] | None = ...,
     ) -> Task | TaskResult: ...
 
     async def create(
@@ -238,6 +241,7 @@ class AsyncIDPhotoClient:
         timeout: float | None = None,
         max_retries: int | None = None,
         queue_timeout: float | None = None,
+        on_send: Callable[[], object] | None = None,
     ) -> Task | TaskResult:
         """Create an ID-photo task from ``image_file`` or ``image_url`` (exactly one).
 
@@ -245,6 +249,10 @@ class AsyncIDPhotoClient:
         costs no request. Async mode (default) returns a `Task` to `wait` for;
         ``sync=True`` holds the request until the photo is made and returns its
         `TaskResult` (raising `TaskFailedError` if it failed).
+
+        ``on_send`` is called each time the request actually goes out (after the rate
+        limiter's wait, once per attempt): a journal can record that a create may have
+        made a task only from then on.
         """
         options = make_options(size=size, format=format, bg_color=bg_color, return_type=return_type)
         validate_source(image_file, image_url)
@@ -261,6 +269,7 @@ class AsyncIDPhotoClient:
                 timeout=timeout,
                 max_retries=max_retries,
                 queue_timeout=queue_timeout,
+                on_send=on_send,
             )
         finally:
             if upload is not None:
@@ -277,6 +286,7 @@ class AsyncIDPhotoClient:
         timeout: float | None,
         max_retries: int | None,
         queue_timeout: float | None,
+        on_send: Callable[[], object] | None,
     ) -> Task | TaskResult:
         # Multipart, like the seed's `curl -F` examples, whichever the image source.
         fields: dict[str, Any] = {"sync": (None, "1" if sync else "0")}

@@ -11,7 +11,7 @@ idempotency key, so a create is retried then only when the caller allows it
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -85,11 +85,13 @@ class ApiCaller:
         timeout: httpx.Timeout | None = None,
         max_retries: int | None = None,
         queue_timeout: float | None = None,
+        on_send: Callable[[], object] | None = None,
     ) -> tuple[Mapping[str, Any], str]:
         """Send one API request; return the envelope's ``data`` object and ``message``.
 
         ``queue_timeout`` (else the caller's default) bounds the wait for a limiter slot:
-        past it `LimiterTimeoutError` is raised and nothing is sent.
+        past it `LimiterTimeoutError` is raised and nothing is sent. ``on_send`` is called
+        each time the request is about to go out (after the limiter granted a slot).
         """
         queue_timeout = self.queue_timeout if queue_timeout is None else queue_timeout
         retries = self.retry.max_retries if max_retries is None else max_retries
@@ -105,6 +107,7 @@ class ApiCaller:
                     priority=priority,
                     timeout=timeout,
                     queue_timeout=queue_timeout,
+                    on_send=on_send,
                 )
             except MalformedResponseError as exc:  # a 200 answer we cannot read
                 exc.task_may_exist = True
@@ -139,8 +142,11 @@ class ApiCaller:
         priority: bool,
         timeout: httpx.Timeout | None,
         queue_timeout: float | None,
+        on_send: Callable[[], object] | None,
     ) -> tuple[Mapping[str, Any], str]:
         await self.limiter.acquire(timeout=queue_timeout, priority=priority)
+        if on_send is not None:
+            on_send()
         headers = {API_KEY_HEADER: self.api_key.reveal()} if self.api_key else {}
         request = self.http.build_request(
             method,

@@ -539,3 +539,21 @@ async def test_queue_timeout_sheds_load_without_sending() -> None:
     assert len(errors) == 49
     assert all(e.retry_after is not None and e.retry_after > 0 for e in errors)
     assert "Retry-After" in str(errors[0])
+
+
+async def test_on_send_fires_per_attempt_after_the_limiter() -> None:
+    answers = [
+        httpx.Response(429, json=envelope(None, 429, "slow")),
+        httpx.Response(200, json=envelope({"task_id": "T8"})),
+    ]
+    events: list[str] = []
+
+    class OrderLimiter(RecordingLimiter):
+        async def acquire(self, *, timeout: float | None = None, priority: bool = False) -> None:
+            events.append("acquire")
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: answers.pop(0)))
+    client = AsyncIDPhotoClient(KEY, BASE, limiter=OrderLimiter(), http_client=http)
+    async with client:
+        await client.create(png_bytes(), on_send=lambda: events.append("send"))
+    assert events == ["acquire", "send", "acquire", "send"]

@@ -311,6 +311,7 @@ class AsyncIDPhotoClient:
             timeout=request_timeout,
             max_retries=max_retries,
             queue_timeout=queue_timeout,
+            on_send=on_send,
         )
         try:
             if not sync:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._batch import BatchOutcome, BatchRunner, BatchStats, run_batch
 from ._client import AsyncIDPhotoClient, ImageFile
 from ._errors import (
     APIConnectionError,
@@ -28,6 +29,7 @@ from ._errors import (
 from ._limiter import Limiter, TokenBucketLimiter
 from ._models import Task, TaskResult, TaskState
 from ._options import CreateOptions, ReturnType
+from ._paths import BatchItem
 from ._polling import PollSchedule
 from ._retry import RetryPolicy
 
@@ -56,6 +58,10 @@ __all__ = [
     "AsyncIDPhotoClient",
     "AuthenticationError",
     "BadRequestError",
+    "BatchItem",
+    "BatchOutcome",
+    "BatchRunner",
+    "BatchStats",
     "CreateOptions",
     "DownloadError",
     "IDPhotoError",
@@ -81,4 +87,5 @@ __all__ = [
     "TokenBucketLimiter",
     "ValidationError",
     "__version__",
+    "run_batch",
 ]

@@ -30,6 +30,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from . import _errors
 from ._constants import DEFAULT_QPS, MAX_PROCESSING_SECONDS, RESULT_TTL
 from ._errors import (
+    APIError,
     DownloadError,
     IDPhotoError,
     NotFoundError,
@@ -110,6 +111,14 @@ class BatchStats:
     resumed: int = 0
     in_doubt: int = 0
     """Creates an earlier run may have sent without learning the task id (see the journal)."""
+    creates_in_doubt: int = 0
+    """Creates of this run that failed after they may have reached the service (a 5xx, a
+    timeout or a connection cut after sending): each may have made a task, and so may be
+    charged, without an output."""
+    retried: int = 0
+    """New creates after a task failed with a retryable state (failed tasks cost nothing)."""
+    recreated: int = 0
+    """New creates after a result expired before it was downloaded (``recreate_expired``)."""
 
     @property
     def finished(self) -> int:
@@ -163,6 +172,14 @@ class _Restart(Exception):
     """The journaled task is gone: create a fresh one."""
 
 
+class _CreateInDoubt(Exception):
+    """A create failed after it may have made a task (see ``APIError.task_may_exist``)."""
+
+    def __init__(self, error: APIError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @attrs.frozen
 class _Prepared:
     item: BatchItem
@@ -186,8 +203,14 @@ class BatchRunner:
         max_in_flight: int | None = None,
         journal: str | os.PathLike[str] | Literal[False] | None = None,
         retry_failed: bool = False,
+        task_retries: int = 2,
+        create_retries: int = 2,
+        recreate_expired: bool = False,
         **create_options: Any,
     ) -> None:
+        for name, value in (("task_retries", task_retries), ("create_retries", create_retries)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValidationError(f"{name} must be an integer >= 0", field=name)
         unknown = set(create_options) - _OPTION_NAMES
         if unknown:
             raise TypeError(f"unknown batch option(s): {', '.join(sorted(unknown))}")
@@ -207,6 +230,9 @@ class BatchRunner:
         else:
             self.journal_path = Path(journal) if journal else self.out_dir / JOURNAL_NAME
         self.retry_failed = retry_failed
+        self.task_retries = task_retries
+        self.create_retries = create_retries
+        self.recreate_expired = recreate_expired
         self.stats = BatchStats()
         self._journal: Journal | None = None
         self._root = self.out_dir
@@ -423,11 +449,64 @@ class BatchRunner:
                 return await self._finish(item, key, plan, dest)
             except _Restart:
                 pass
-        if self.mode == "sync":
-            result = await self._create_sync(item, key, options)
-            return await self._download(item, key, result, dest)
-        task = await self._create(item, key, options)
-        return await self._finish(item, key, task, dest, fresh=True)
+            except TaskFailedError as exc:
+                if not (exc.retryable and self.task_retries):
+                    raise
+                self.stats.retried += 1
+                await self._note(key, name, exc)
+        return await self._make(item, key, options, dest)
+
+    async def _make(
+        self, item: BatchItem, key: str, options: CreateOptions, dest: Path
+    ) -> BatchOutcome:
+        """Create the photo; create it again (bounded) where a new task may succeed.
+
+        - a task failed with a retryable state (``TaskState.retryable``): up to
+          ``task_retries`` new creates (a failed task is not charged);
+        - a create failed after it may have made a task: up to ``create_retries`` new
+          creates, each counted in ``stats.creates_in_doubt`` (a second charge is possible,
+          but a re-run would create it again anyway);
+        - the result expired before it was downloaded: one new create if
+          ``recreate_expired`` (this costs a second credit).
+        """
+        failed_tasks = doubtful = 0
+        recreated = False
+        while True:
+            try:
+                if self.mode == "sync":
+                    result = await self._create_sync(item, key, options)
+                    return await self._download(item, key, result, dest)
+                task = await self._create(item, key, options)
+                return await self._finish(item, key, task, dest, fresh=True)
+            except _CreateInDoubt as exc:
+                if doubtful >= self.create_retries:
+                    raise exc.error from None
+                doubtful += 1
+                await self._note(key, item.source, exc.error)
+                await anyio.sleep(self._backoff(doubtful))
+            except TaskFailedError as exc:
+                if not exc.retryable or failed_tasks >= self.task_retries:
+                    raise
+                failed_tasks += 1
+                self.stats.retried += 1
+                await self._note(key, item.source, exc)
+                await anyio.sleep(self._backoff(failed_tasks))
+            except ResultExpiredError as exc:
+                if not self.recreate_expired or recreated:
+                    raise
+                recreated = True
+                self.stats.recreated += 1
+                await self._note(key, item.source, exc)
+
+    def _backoff(self, attempt: int) -> float:
+        policy = getattr(getattr(self.client, "_api", None), "retry", None)
+        return float(policy.delay(attempt - 1)) if policy is not None else 0.0
+
+    async def _note(self, key: str, name: str, error: IDPhotoError) -> None:
+        """Journal a failure that is about to be retried with a new create."""
+        if self._journal is not None:
+            task_id = getattr(error, "task_id", None)
+            await self._journal.failed(key, name, task_id, error_info(error))
 
     def _create_args(self, item: BatchItem, options: CreateOptions) -> dict[str, Any]:
         args: dict[str, Any] = {
@@ -461,7 +540,12 @@ class BatchRunner:
             await journal.creating(key, item.source)
         self.stats.creates += 1
         with self._on_the_wire():
-            task: Task = await self.client.create(sync=False, **self._create_args(item, options))
+            try:
+                task: Task = await self.client.create(
+                    sync=False, retry_create=False, **self._create_args(item, options)
+                )
+            except APIError as exc:
+                raise self._in_doubt(exc) from None
             created_at = task.created_at or datetime.now(UTC)
             if journal is not None:
                 await journal.created(key, item.source, task.task_id, created_at)
@@ -477,8 +561,10 @@ class BatchRunner:
         with self._on_the_wire():
             try:
                 result: TaskResult = await self.client.create(
-                    sync=True, **self._create_args(item, options)
+                    sync=True, retry_create=False, **self._create_args(item, options)
                 )
+            except APIError as exc:
+                raise self._in_doubt(exc) from None
             except TaskFailedError as exc:
                 if journal is not None:  # the task exists: keep its id with the failure
                     await journal.created(key, item.source, exc.task_id, datetime.now(UTC))
@@ -490,6 +576,13 @@ class BatchRunner:
             return result
         await anyio.lowlevel.checkpoint()  # the shield timed out: we are being cancelled
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _in_doubt(self, error: APIError) -> BaseException:
+        """``error`` of a create: wrapped (and counted) if the create may have made a task."""
+        if not error.task_may_exist:
+            return error
+        self.stats.creates_in_doubt += 1
+        return _CreateInDoubt(error)
 
     async def _finish(
         self, item: BatchItem, key: str, task: Task, dest: Path, *, fresh: bool = False
@@ -552,6 +645,9 @@ async def run_batch(
     max_in_flight: int | None = None,
     journal: str | os.PathLike[str] | Literal[False] | None = None,
     retry_failed: bool = False,
+    task_retries: int = 2,
+    create_retries: int = 2,
+    recreate_expired: bool = False,
     **create_options: Any,
 ) -> AsyncIterator[BatchOutcome]:
     """Make an ID photo of every input; yield one `BatchOutcome` each, as they complete.
@@ -567,6 +663,13 @@ async def run_batch(
         journal: the resume journal; default ``out_dir/.idphoto-journal.jsonl``, ``False``
             for none.
         retry_failed: try inputs that failed permanently in an earlier run again.
+        task_retries: new creates (per input, per run) after a task fails with a
+            retryable state (`TaskState.retryable`); failed tasks are not charged.
+        create_retries: new creates after a create failed in a way that may have made a
+            task (5xx, timeout or connection cut after sending); each may pay twice and is
+            counted in ``BatchStats.creates_in_doubt``. 0 reports the failure instead.
+        recreate_expired: create again (a second credit) when a result expired before it
+            could be downloaded; otherwise the input fails with `ResultExpiredError`.
         create_options: ``size``, ``format``, ``bg_color``, ``return_type`` for every input.
 
     If you may stop iterating early, wrap the call in `contextlib.aclosing`.
@@ -578,6 +681,9 @@ async def run_batch(
         max_in_flight=max_in_flight,
         journal=journal,
         retry_failed=retry_failed,
+        task_retries=task_retries,
+        create_retries=create_retries,
+        recreate_expired=recreate_expired,
         **create_options,
     )
     async with runner.outcomes(inputs) as outcomes:

@@ -79,15 +79,20 @@ class ErrorInfo:
     state: int | None = None
     http_status: int | None = None
     permanent: bool = True
+    task_may_exist: bool = False
+    """A create failed after it may have made a (charged) task whose id never came back."""
 
     def to_json(self) -> dict[str, Any]:
-        """The report's error object: ``type``, ``state`` or ``http_status``, ``message``."""
+        """The report's error object: ``type``, ``state`` or ``http_status``, ``message``
+        (and ``task_may_exist: true`` for a create that may have made a task)."""
         out: dict[str, Any] = {"type": self.type}
         if self.state is not None:
             out["state"] = self.state
         elif self.http_status is not None:
             out["http_status"] = self.http_status
         out["message"] = self.message
+        if self.task_may_exist:
+            out["task_may_exist"] = True
         return out
 
 
@@ -101,6 +106,7 @@ def error_info(error: BaseException) -> ErrorInfo:
         state=int(state) if isinstance(state, int) else None,
         http_status=status if isinstance(status, int) and status else None,
         permanent=not getattr(error, "retryable", False),
+        task_may_exist=getattr(error, "task_may_exist", False) is True,
     )
 
 

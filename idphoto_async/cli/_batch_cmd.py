@@ -279,6 +279,12 @@ async def _run(
                 "were pending; any that had reached the service made a task whose id was "
                 "lost (the API cannot look it up), so those inputs were created again."
             )
+        if stats.creates_in_doubt:
+            error(
+                f"note: {stats.creates_in_doubt} create request(s) failed after they may have "
+                "reached the service (5xx, timeout or cut connection); each may have made a "
+                "charged task whose id never came back."
+            )
         if interrupts or runner.stopping:
             error(
                 "interrupted: re-run the same command to resume (finished photos are "

@@ -147,6 +147,8 @@ def _short_repr(value: str | None) -> str:
 
 
 def _require_task_id(data: Mapping[str, Any]) -> str:
+    if not isinstance(data, Mapping):
+        raise MalformedResponseError("data is not an object")
     task_id = data.get("task_id")
     if not isinstance(task_id, str) or not task_id or len(task_id) > 256:
         raise MalformedResponseError("the response has no valid data.task_id")

@@ -108,12 +108,21 @@ async def _stream_url(
     max_bytes: int,
     timeout: httpx.Timeout | None,
 ) -> None:
-    url = httpx.URL(result.image or "")
+    try:
+        url = httpx.URL(result.image or "")
+    except (httpx.InvalidURL, ValueError):
+        raise DownloadError(
+            f"The result URL of task {result.task_id} is not a valid URL."
+        ) from None
     for _ in range(MAX_REDIRECTS + 1):
         # A fresh request: no API key header ever goes to the result host.
         request = http.build_request("GET", url, timeout=timeout or http.timeout)
         try:
             response = await http.send(request, stream=True, follow_redirects=False)
+        except httpx.InvalidURL:  # httpx parses a redirect's Location even when not following
+            raise DownloadError(
+                f"The result host of task {result.task_id} redirected to an invalid URL."
+            ) from None
         except httpx.HTTPError as exc:
             raise DownloadError(
                 f"Downloading the result of task {result.task_id} failed ({type(exc).__name__})."
@@ -140,7 +149,12 @@ async def _stream_url(
 
 def _redirect_target(url: httpx.URL, response: httpx.Response, task_id: str) -> httpx.URL:
     location = response.headers.get("Location", "")
-    target = url.join(location)
+    try:
+        target = url.join(location)
+    except (httpx.InvalidURL, ValueError):
+        raise DownloadError(
+            f"The result of task {task_id} redirected to an invalid URL ({location[:80]!r})."
+        ) from None
     if target.scheme not in ("http", "https") or (
         url.scheme == "https" and target.scheme != "https"
     ):

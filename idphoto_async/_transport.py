@@ -167,6 +167,11 @@ class ApiCaller:
                 else APIConnectionError(f"Could not connect to the API ({type(exc).__name__}).")
             )
             raise _Retryable(error, never_reached=True) from None
+        except httpx.InvalidURL:  # httpx parses a redirect's Location even when not following
+            raise _Retryable(
+                MalformedResponseError("the answer redirects to an invalid URL"),
+                never_reached=False,
+            ) from None
         except httpx.PoolTimeout:
             raise _Retryable(
                 APITimeoutError("No free connection in the pool in time."), never_reached=True

@@ -14,7 +14,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+)
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -536,13 +543,14 @@ class BatchRunner:
 
     async def _create(self, item: BatchItem, key: str, options: CreateOptions) -> Task:
         journal = self._journal
-        if journal is not None:
-            await journal.creating(key, item.source)
         self.stats.creates += 1
         with self._on_the_wire():
             try:
                 task: Task = await self.client.create(
-                    sync=False, retry_create=False, **self._create_args(item, options)
+                    sync=False,
+                    retry_create=False,
+                    on_send=self._journal_creating(key, item),
+                    **self._create_args(item, options),
                 )
             except APIError as exc:
                 raise self._in_doubt(exc) from None
@@ -555,13 +563,14 @@ class BatchRunner:
 
     async def _create_sync(self, item: BatchItem, key: str, options: CreateOptions) -> TaskResult:
         journal = self._journal
-        if journal is not None:
-            await journal.creating(key, item.source)
         self.stats.creates += 1
         with self._on_the_wire():
             try:
                 result: TaskResult = await self.client.create(
-                    sync=True, retry_create=False, **self._create_args(item, options)
+                    sync=True,
+                    retry_create=False,
+                    on_send=self._journal_creating(key, item),
+                    **self._create_args(item, options),
                 )
             except APIError as exc:
                 raise self._in_doubt(exc) from None
@@ -576,6 +585,21 @@ class BatchRunner:
             return result
         await anyio.lowlevel.checkpoint()  # the shield timed out: we are being cancelled
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _journal_creating(self, key: str, item: BatchItem) -> Callable[[], Awaitable[None]] | None:
+        """The hook that journals ``creating`` when the request really goes out.
+
+        Written after the rate limiter's wait, not before it: a run killed while creates
+        were only queued leaves nothing in doubt.
+        """
+        journal = self._journal
+        if journal is None:
+            return None
+
+        async def creating() -> None:
+            await journal.creating(key, item.source)
+
+        return creating
 
     def _in_doubt(self, error: APIError) -> BaseException:
         """``error`` of a create: wrapped (and counted) if the create may have made a task."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -188,7 +188,7 @@ class AsyncIDPhotoClient:
         timeout: float | None = ...,
         max_retries: int | None = ...,
         queue_timeout: float | None = ...,
-        on_send: Callable[[], object] | None = ...,
+        on_send: Callable[[], Awaitable[object]] | None = ...,
     ) -> Task: ...
 
     @overload
@@ -206,7 +206,7 @@ class AsyncIDPhotoClient:
         timeout: float | None = ...,
         max_retries: int | None = ...,
         queue_timeout: float | None = ...,
-        on_send: Callable[[], object] | None = ...,
+        on_send: Callable[[], Awaitable[object]] | None = ...,
     ) -> TaskResult: ...
 
     @overload
@@ -224,7 +224,7 @@ class AsyncIDPhotoClient:
         timeout: float | None = ...,
         max_retries: int | None = ...,
         queue_timeout: float | None = ...,
-        on_send: Callable[[], object] | None = ...,
+        on_send: Callable[[], Awaitable[object]] | None = ...,
     ) -> Task | TaskResult: ...
 
     async def create(
@@ -241,7 +241,7 @@ class AsyncIDPhotoClient:
         timeout: float | None = None,
         max_retries: int | None = None,
         queue_timeout: float | None = None,
-        on_send: Callable[[], object] | None = None,
+        on_send: Callable[[], Awaitable[object]] | None = None,
     ) -> Task | TaskResult:
         """Create an ID-photo task from ``image_file`` or ``image_url`` (exactly one).
 
@@ -250,7 +250,7 @@ class AsyncIDPhotoClient:
         ``sync=True`` holds the request until the photo is made and returns its
         `TaskResult` (raising `TaskFailedError` if it failed).
 
-        ``on_send`` is called each time the request actually goes out (after the rate
+        ``on_send`` is awaited each time the request actually goes out (after the rate
         limiter's wait, once per attempt): a journal can record that a create may have
         made a task only from then on.
         """
@@ -286,7 +286,7 @@ class AsyncIDPhotoClient:
         timeout: float | None,
         max_retries: int | None,
         queue_timeout: float | None,
-        on_send: Callable[[], object] | None,
+        on_send: Callable[[], Awaitable[object]] | None,
     ) -> Task | TaskResult:
         # Multipart, like the seed's `curl -F` examples, whichever the image source.
         fields: dict[str, Any] = {"sync": (None, "1" if sync else "0")}

@@ -11,7 +11,7 @@ idempotency key, so a create is retried then only when the caller allows it
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -85,7 +85,7 @@ class ApiCaller:
         timeout: httpx.Timeout | None = None,
         max_retries: int | None = None,
         queue_timeout: float | None = None,
-        on_send: Callable[[], object] | None = None,
+        on_send: Callable[[], Awaitable[object]] | None = None,
     ) -> tuple[Mapping[str, Any], str]:
         """Send one API request; return the envelope's ``data`` object and ``message``.
 
@@ -142,11 +142,11 @@ class ApiCaller:
         priority: bool,
         timeout: httpx.Timeout | None,
         queue_timeout: float | None,
-        on_send: Callable[[], object] | None,
+        on_send: Callable[[], Awaitable[object]] | None,
     ) -> tuple[Mapping[str, Any], str]:
         await self.limiter.acquire(timeout=queue_timeout, priority=priority)
         if on_send is not None:
-            on_send()
+            await on_send()
         headers = {API_KEY_HEADER: self.api_key.reveal()} if self.api_key else {}
         request = self.http.build_request(
             method,

@@ -554,6 +554,10 @@ async def test_on_send_fires_per_attempt_after_the_limiter() -> None:
 
     http = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: answers.pop(0)))
     client = AsyncIDPhotoClient(KEY, BASE, limiter=OrderLimiter(), http_client=http)
+
+    async def on_send() -> None:
+        events.append("send")
+
     async with client:
-        await client.create(png_bytes(), on_send=lambda: events.append("send"))
+        await client.create(png_bytes(), on_send=on_send)
     assert events == ["acquire", "send", "acquire", "send"]

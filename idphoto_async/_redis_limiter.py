@@ -57,7 +57,7 @@ _MAX_GRACE: Final = 0.05  # seconds a slot stays reserved for the caller that cl
 # KEYS[1]: one hash (so one cluster slot) with tat, paused_until, recover_from (microseconds
 # of the server's TIME), floor (the rate factor right after the last slowdown), and one field
 # "q:<caller id>" = "<since>,<deadline>" per process waiting for a slot.
-# ARGV: op ("acquire" | "limited"), spacing_us, decrease, min_factor, quiet_us,
+# ARGV: op ("acquire" | "limited" | "ping"), spacing_us, decrease, min_factor, quiet_us,
 #       recovery_per_us, pause_us ("limited"), idle_ttl_us, caller id, grace_us,
 #       max_wait_us (-1: no limit).
 # Returns 0 when a slot is granted (acquire) or recorded (limited), else the ms to wait.
@@ -139,6 +139,8 @@ elseif op == 'limited' then
              'floor', string.format('%.6f', floor_f), 'recover_from', num(recover_from))
   local ttl = math.max(tat, recover_from + (1 - floor_f) / recovery) - now + tonumber(ARGV[8])
   redis.call('PEXPIRE', key, math.max(1000, math.ceil(ttl / 1000)))
+  return 0
+elseif op == 'ping' then
   return 0
 end
 return redis.error_reply('unknown op ' .. tostring(op))
@@ -371,6 +373,14 @@ class RedisLimiter:
             await aclient.aclose()
         if sclient is not None:
             await anyio.to_thread.run_sync(sclient.close)
+
+    async def check(self) -> None:
+        """Raise `LimiterUnavailableError` now if Redis cannot be reached (takes no slot).
+
+        Call it at start-up to fail fast with a clear message instead of on the first
+        request.
+        """
+        await self._call("ping")
 
     async def acquire(
         self,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,12 @@ def configure(sub: Any) -> None:
         action="store_true",
         help="run against an in-process local server and engine: no key, no network, no credits",
     )
+    _service_group(parser).add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="share the key's QPS with every process using the same Redis (redis://host:6379/0;"
+        " needs idphoto-async[redis]); fails closed if Redis is unreachable",
+    )
     parser.set_defaults(func=run_batch_command)
 
 
@@ -191,6 +198,29 @@ def _local_server(engine_log: Path) -> Iterator[str]:
         yield server.base_url
 
 
+@asynccontextmanager
+async def _shared_limiter(
+    redis_url: str | None, key: str | None, base_url: str | None, qps: float
+) -> AsyncIterator[Any]:
+    """A RedisLimiter for ``--redis-url`` (one budget per key and service), else None."""
+    if not redis_url:
+        yield None
+        return
+    try:
+        from .._redis_limiter import LimiterUnavailableError, RedisLimiter
+    except ImportError:
+        fail_usage("--redis-url needs the redis extra: pip install 'idphoto-async[redis]'")
+    # Processes sharing a key share a budget: name it by a hash of key and service, never
+    # by the key itself.
+    digest = hashlib.sha256(f"{base_url or ''}\0{key or ''}".encode()).hexdigest()[:16]
+    async with RedisLimiter(redis_url, key=f"idphoto:limiter:{digest}", qps=qps) as limiter:
+        try:
+            await limiter.check()
+        except LimiterUnavailableError as exc:
+            fail_usage(str(exc))
+        yield limiter
+
+
 async def _run(
     args: argparse.Namespace,
     out: Path,
@@ -211,7 +241,10 @@ async def _run(
         "bg_color": args.bg_color,
         "return_type": args.return_type,
     }
-    async with AsyncIDPhotoClient(api_key=key, base_url=base_url, qps=qps) as client:
+    async with (
+        _shared_limiter(args.redis_url, key, base_url, qps) as limiter,
+        AsyncIDPhotoClient(api_key=key, base_url=base_url, qps=qps, limiter=limiter) as client,
+    ):
         runner = BatchRunner(
             client,
             out_dir=out,

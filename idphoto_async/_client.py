@@ -358,7 +358,7 @@ class AsyncIDPhotoClient:
         if task.created_at is not None:
             already = max(0.0, (datetime.now(UTC) - task.created_at).total_seconds())
         schedule = self.poll_schedule
-        delay = schedule.first_delay() - already
+        delay = schedule.first_delay(busy=self._requests_are_scarce()) - already
         polls = 0
         last_pending = already
         while True:
@@ -376,7 +376,7 @@ class AsyncIDPhotoClient:
             if result.is_failed:
                 raise TaskFailedError(result.task_id, result.state, result.message)
             last_pending = elapsed
-            delay = schedule.next_delay(elapsed, polls)
+            delay = schedule.next_delay(elapsed, polls, busy=self._requests_are_scarce())
 
     # -- download ---------------------------------------------------------------------------
 
@@ -457,6 +457,10 @@ class AsyncIDPhotoClient:
         from ._batch import run_batch
 
         return run_batch(self, inputs, out_dir=out_dir, **options)
+
+    def _requests_are_scarce(self) -> bool:
+        """Whether callers queue for the limiter: requests, not latency, bound throughput."""
+        return int(getattr(self.limiter, "waiting", 0)) > 0
 
     def _request_timeout(self, timeout: float | None) -> httpx.Timeout:
         return self._timeout if timeout is None else httpx.Timeout(timeout)

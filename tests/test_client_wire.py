@@ -561,3 +561,22 @@ async def test_on_send_fires_per_attempt_after_the_limiter() -> None:
     async with client:
         await client.create(png_bytes(), on_send=on_send)
     assert events == ["acquire", "send", "acquire", "send"]
+
+
+async def test_wait_aims_late_when_requests_are_scarce() -> None:
+    seen: list[bool] = []
+
+    class Spy(PollSchedule):
+        def first_delay(self, *, busy: bool = False) -> float:
+            seen.append(busy)
+            return 0.001
+
+    answer = {"task_id": "T", "state": 1, "image": "https://cdn.test/x.png"}
+    client, limiter = make_client(
+        lambda r: httpx.Response(200, json=envelope(answer)), poll_schedule=Spy()
+    )
+    async with client:
+        await client.wait("T")
+        limiter.waiting = 3  # type: ignore[attr-defined]  # callers queue: throughput-bound
+        await client.wait("T")
+    assert seen == [False, True]

@@ -119,12 +119,12 @@ def test_delays_stay_in_bounds(durations: list[float], elapsed: float, polls: in
         assert elapsed + delay <= MAX_PROCESSING_SECONDS + schedule.min_delay
 
 
-def _queries(schedule: PollSchedule, duration: float) -> tuple[int, float]:
+def _queries(schedule: PollSchedule, duration: float, busy: bool = False) -> tuple[int, float]:
     """Queries a task of ``duration`` s needs, and how late the last one is (simulated time)."""
-    t = schedule.first_delay()
+    t = schedule.first_delay(busy=busy)
     polls = 1
     while t < duration:
-        t += schedule.next_delay(t, polls)
+        t += schedule.next_delay(t, polls, busy=busy)
         polls += 1
     return polls, t - duration
 
@@ -149,3 +149,29 @@ def test_simulation_about_one_query_per_task() -> None:
     assert adaptive / len(tasks) <= 1.3
     assert fixed / len(tasks) >= 2.0
     assert late / len(tasks) < 2.5  # the latency paid for it, per task
+
+
+def test_busy_schedule_spends_about_one_query_per_task() -> None:
+    """At the QPS bound (busy) latency is free: aim late, about 1.05 queries per task."""
+    rng = random.Random(7)
+    schedule = PollSchedule()
+    draws = [rng.lognormvariate(math.log(3.0), 0.6) for _ in range(3200)]
+    for duration in draws[:200]:
+        schedule.record(duration)
+    busy = calm = 0
+    for duration in draws[200:]:
+        busy += _queries(schedule, duration, busy=True)[0]
+        calm += _queries(schedule, duration)[0]
+        schedule.record(duration)
+    assert busy / 3000 <= 1.08
+    assert busy < calm
+
+
+def test_busy_prior_before_any_observation() -> None:
+    schedule = PollSchedule(initial_guess=3.0, busy_prior=2.0)
+    assert schedule.first_delay(busy=True) == 6.0
+    assert schedule.first_delay() == 3.0
+    with pytest.raises(ValueError, match="busy_quantile"):
+        PollSchedule(busy_quantile=1.5)
+    with pytest.raises(ValueError, match="busy_prior"):
+        PollSchedule(busy_prior=0.5)

@@ -140,6 +140,7 @@ class AsyncIDPhotoClient:
             retry=retry_policy or RetryPolicy(max_retries=max_retries),
             timeout=self._timeout,
             queue_timeout=queue_timeout,
+            max_connections=max_connections,
         )
 
     @property
@@ -403,13 +404,14 @@ class AsyncIDPhotoClient:
         attempt = 0
         while True:
             try:
-                return await save_result(
-                    self._http,
-                    result,
-                    dest,
-                    max_bytes=self.max_download_bytes,
-                    timeout=self._request_timeout(timeout),
-                )
+                async with self._api.connection_slots():
+                    return await save_result(
+                        self._http,
+                        result,
+                        dest,
+                        max_bytes=self.max_download_bytes,
+                        timeout=self._request_timeout(timeout),
+                    )
             except DownloadError:
                 if attempt >= retries:
                     raise

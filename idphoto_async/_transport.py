@@ -71,7 +71,20 @@ class ApiCaller:
     retry: RetryPolicy
     timeout: httpx.Timeout
     queue_timeout: float | None = None
+    max_connections: int = 64
     requests_sent: int = 0
+    _slots: anyio.CapacityLimiter | None = attrs.field(default=None, init=False, repr=False)
+
+    def connection_slots(self) -> anyio.CapacityLimiter:
+        """Requests on the wire at once, at most the pool's size.
+
+        Requests beyond it wait here rather than inside httpcore, whose pool rescans every
+        queued request on each start and close (measured: over half the client's CPU with
+        200 sync creates queued).
+        """
+        if self._slots is None:  # made lazily, inside the caller's event loop
+            self._slots = anyio.CapacityLimiter(self.max_connections)
+        return self._slots
 
     async def call(
         self,
@@ -156,7 +169,15 @@ class ApiCaller:
             data=data,
             timeout=timeout or self.timeout,
         )
-        self.requests_sent += 1
+        async with self.connection_slots():
+            self.requests_sent += 1
+            response, body = await self._exchange(request, timeout)
+        return await self._interpret(response, body)
+
+    async def _exchange(
+        self, request: httpx.Request, timeout: httpx.Timeout | None
+    ) -> tuple[httpx.Response, bytes]:
+        """Send ``request`` and read the whole (capped) answer; failures as `_Retryable`."""
         try:
             response = await self.http.send(request, stream=True, follow_redirects=False)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -210,7 +231,7 @@ class ApiCaller:
             ) from None
         finally:
             await response.aclose()
-        return await self._interpret(response, body)
+        return response, body
 
     async def _interpret(
         self, response: httpx.Response, body: bytes

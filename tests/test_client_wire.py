@@ -580,3 +580,28 @@ async def test_wait_aims_late_when_requests_are_scarce() -> None:
         limiter.waiting = 3  # type: ignore[attr-defined]  # callers queue: throughput-bound
         await client.wait("T")
     assert seen == [False, True]
+
+
+async def test_requests_on_the_wire_never_exceed_the_pool() -> None:
+    import anyio
+    import anyio.lowlevel
+
+    active = peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+        active -= 1
+        return httpx.Response(200, json=envelope({"task_id": "T", "state": 4}))
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    client = AsyncIDPhotoClient(
+        KEY, BASE, limiter=RecordingLimiter(), http_client=http, max_connections=2
+    )
+    async with client, anyio.create_task_group() as tg:
+        for _ in range(12):
+            tg.start_soon(client.get, "T")
+    assert peak == 2

@@ -320,12 +320,15 @@ def test_sigkill_campaign(tmp_path: Path, seed: int) -> None:
 
 # -- memory ------------------------------------------------------------------------------------
 
+# Peak RSS from /proc's VmHWM, not getrusage's ru_maxrss: on Linux a child's ru_maxrss keeps
+# the high-water mark of the process it was forked from (here pytest, with mediapipe loaded).
 MEMORY_SCRIPT = """
-import json, resource, sys
+import json, re, sys
 import psutil
 from idphoto_async.cli import main
 code = main(sys.argv[1:])
-peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with open("/proc/self/status") as status:
+    peak_kb = int(re.search(r"VmHWM:\\s+(\\d+) kB", status.read()).group(1))
 print(json.dumps({"code": code, "peak_mb": peak_kb / 1024,
                   "rss_mb": psutil.Process().memory_info().rss / 2**20}))
 """

@@ -13,6 +13,8 @@ the real service in two ways only: ``processing_time="0"`` and ``engine="basic"`
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +24,7 @@ from typing import Any
 
 import anyio
 import attrs
+import httpx
 import uvicorn
 
 from .engine import Engine
@@ -29,7 +32,7 @@ from .server import ServerConfig, create_app
 from .server._app import server_state
 from .server._state import ServerState
 
-__all__ = ["TESTING_DEFAULTS", "LocalServer", "local_server"]
+__all__ = ["TESTING_DEFAULTS", "LocalServer", "LocalServerProcess", "local_server"]
 
 TESTING_DEFAULTS: dict[str, Any] = {"processing_time": "0", "engine": "basic"}
 """What `LocalServer` changes from `ServerConfig`'s defaults (no config given)."""
@@ -179,3 +182,123 @@ async def _local_server(
 ) -> AsyncIterator[str]:
     async with LocalServer(config, **config_kwargs) as server:
         yield server.base_url
+
+
+_FLAG_NAMES = {"count_refused": "count-refused", "send_retry_after": "retry-after"}
+
+
+def _config_flags(config: dict[str, Any]) -> list[str]:
+    """``idphoto serve`` flags for `ServerConfig` fields given as keywords."""
+    flags: list[str] = []
+    for name, value in config.items():
+        if value is None:
+            continue
+        if name == "api_keys":
+            flags += [f"--api-key={key}" for key in value]
+            continue
+        flag = _FLAG_NAMES.get(name, name.replace("_", "-"))
+        if isinstance(value, bool):
+            flags.append(f"--{flag}" if value else f"--no-{flag}")
+        elif isinstance(value, tuple | list):
+            flags.append(f"--{flag}={','.join(str(v) for v in value)}")
+        else:
+            flags.append(f"--{flag}={value}")
+    return flags
+
+
+class LocalServerProcess:
+    """The local server in a process of its own (``python -m idphoto_async.server``).
+
+    Unlike `LocalServer`, it shares no interpreter (no GIL) with the caller, so its clock
+    sees requests arrive as a remote service would: use it where timing matters, e.g. to
+    check a client against the strict rate-limit window under load. Takes the same
+    `ServerConfig` fields as keywords (on top of `TESTING_DEFAULTS`).
+    """
+
+    def __init__(self, *, startup_timeout: float = 30.0, **config: Any) -> None:
+        ServerConfig(**{**TESTING_DEFAULTS, **config})  # reject bad knobs here, clearly
+        self._flags = _config_flags({**TESTING_DEFAULTS, **config})
+        self._startup_timeout = startup_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._port = 0
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        if self._proc is None:
+            raise RuntimeError("the server is not running")
+        return f"http://127.0.0.1:{self._port}"
+
+    def start(self) -> None:
+        """Start the process; returns once it answers."""
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            self._port = sock.getsockname()[1]
+        cmd = [sys.executable, "-m", "idphoto_async.server", "--host", "127.0.0.1"]
+        self._proc = subprocess.Popen(
+            [*cmd, "--port", str(self._port), *self._flags],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + self._startup_timeout
+        while True:
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+                self._proc = None
+                raise RuntimeError(f"the local server process exited: {err.strip()[-500:]}")
+            try:
+                self.stats()
+                return
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("the local server process did not start in time") from None
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL after 10 s)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a stuck server
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+    def _admin(self, method: str, path: str, **kwargs: Any) -> Any:
+        with httpx.Client(trust_env=False, timeout=10.0) as http:
+            response = http.request(method, f"{self.base_url}/_local/{path}", **kwargs)
+            response.raise_for_status()
+            return response.json()["data"]
+
+    def stats(self) -> dict[str, Any]:
+        """The server's counters (``GET /_local/stats``)."""
+        data: dict[str, Any] = self._admin("GET", "stats")
+        return data
+
+    def advance(self, seconds: float) -> None:
+        """Move the server's clock forward (expire results and tasks without waiting)."""
+        self._admin("POST", "advance", json={"seconds": seconds})
+
+    def reset_stats(self) -> None:
+        """Zero the server's counters."""
+        self._admin("POST", "reset")
+
+    def __enter__(self) -> LocalServerProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> LocalServerProcess:
+        await anyio.to_thread.run_sync(self.start)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self.stop)

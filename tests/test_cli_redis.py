@@ -11,7 +11,7 @@ import pytest
 from _batch_helpers import make_images
 from redis_server import free_port, running_redis_server
 
-from idphoto_async.testing import LocalServer
+from idphoto_async.testing import LocalServer, LocalServerProcess
 
 KEY = "cli-redis-test-key"
 
@@ -35,7 +35,7 @@ def batch_process(inputs: Path, out: Path, base_url: str, redis_url: str) -> sub
 
 
 def test_three_processes_share_one_budget(tmp_path: Path, redis_url: str) -> None:
-    with LocalServer(qps=4, count_refused=True, processing_time="fixed:0.05") as server:
+    with LocalServerProcess(qps=4, count_refused=True, processing_time="fixed:0.05") as server:
         procs = []
         for n in range(3):
             make_images(tmp_path / f"in{n}", 6, prefix=f"w{n}-")

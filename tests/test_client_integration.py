@@ -12,7 +12,7 @@ from PIL import Image
 
 import idphoto_async as ia
 from idphoto_async import AsyncIDPhotoClient, PollSchedule, RetryPolicy, TokenBucketLimiter
-from idphoto_async.testing import LocalServer
+from idphoto_async.testing import LocalServer, LocalServerProcess
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +33,7 @@ def server() -> Iterator[LocalServer]:
         yield srv
 
 
-def client_for(srv: LocalServer, **kwargs: Any) -> AsyncIDPhotoClient:
+def client_for(srv: LocalServer | LocalServerProcess, **kwargs: Any) -> AsyncIDPhotoClient:
     kwargs.setdefault("qps", 1000.0)
     kwargs.setdefault("poll_schedule", fast_schedule())
     return AsyncIDPhotoClient(None, srv.base_url, **kwargs)
@@ -111,7 +111,7 @@ async def test_limiter_keeps_a_burst_under_the_strict_window(anyio_backend: str)
     """30 creates at once through a 10 QPS client: no 429 from a strict 10 QPS window."""
     import anyio
 
-    with LocalServer(qps=10, count_refused=True) as srv:
+    with LocalServerProcess(qps=10, count_refused=True) as srv:
         async with client_for(srv, qps=10) as client, anyio.create_task_group() as tg:
             for _ in range(30):
                 tg.start_soon(client.create, portrait())
@@ -125,7 +125,7 @@ async def test_shared_limiter_across_two_clients() -> None:
     import anyio
 
     limiter = TokenBucketLimiter(10)
-    with LocalServer(qps=10) as srv:
+    with LocalServerProcess(qps=10) as srv:
         async with (
             client_for(srv, limiter=limiter) as a,
             client_for(srv, limiter=limiter) as b,

@@ -134,3 +134,20 @@ def test_engine_can_be_named() -> None:
     with LocalServer(engine="basic") as srv:
         assert srv.config.engine == "basic"
         assert srv.stats()["engine"] == "basic"
+
+
+def test_local_server_process_speaks_the_api_with_knobs() -> None:
+    from idphoto_async.testing import LocalServerProcess
+
+    with LocalServerProcess(qps=5, fail_states=(-1, -8), api_keys=("k",)) as srv:
+        response = httpx.get(
+            f"{srv.base_url}/api/tasks/visual/idphoto/nope", headers={"X-API-KEY": "k"}
+        )
+        assert response.status_code == 404
+        assert srv.stats()["requests"]["query"] == 1
+        srv.advance(10)
+        assert srv.stats()["clock_offset"] == 10
+        srv.reset_stats()
+        assert srv.stats()["requests"].get("query", 0) == 0
+    with pytest.raises(ValueError, match="qps"):
+        LocalServerProcess(qps=-1)

@@ -31,7 +31,11 @@ def _keys(value: Iterable[str] | str | None) -> tuple[str, ...]:
 
 
 def _qps(value: float | None) -> float | None:
-    return None if value is None or value == 0 else float(value)
+    if value is None or value == 0:
+        return None
+    if not 0 < float(value) < float("inf"):
+        raise ValueError(f"qps must be a positive number (0 or None: unlimited), got {value!r}")
+    return float(value)
 
 
 def _states(value: Iterable[int]) -> tuple[int, ...]:

@@ -1,0 +1,43 @@
+"""Our client: ``AsyncIDPhotoClient.batch`` in async or sync mode (defaults otherwise)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+
+from idphoto_async import AsyncIDPhotoClient
+from idphoto_async._polling import PollSchedule
+
+from ._progress import Progress
+
+__all__ = ["run_ours"]
+
+
+def run_ours(
+    base_url: str,
+    inputs: list[Path],
+    out_dir: Path,
+    progress: Progress,
+    *,
+    mode: str,
+    qps: float,
+    concurrency: int | None = None,
+    poll: tuple[float, float] | None = None,
+) -> None:
+    """Run one batch over ``inputs`` (journal on, as for a user), marking each outcome."""
+
+    async def main() -> None:
+        schedule = None if poll is None else PollSchedule(quantile=poll[0], initial_guess=poll[1])
+        async with AsyncIDPhotoClient(base_url=base_url, qps=qps, poll_schedule=schedule) as client:
+            batch = client.batch(
+                (str(p) for p in inputs),
+                out_dir=out_dir,
+                mode=mode,
+                max_in_flight=concurrency,
+                format="jpg",
+            )
+            async for outcome in batch:
+                progress.done(outcome.ok)
+
+    anyio.run(main)

@@ -1,0 +1,118 @@
+"""One client run in its own process: ``python -m benchmarks._runner '<json spec>'``.
+
+Prints one JSON line: photos ok/failed, wall time, the CPU time (user + sys) and peak RSS of
+this process during the run, completion times and RSS samples.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ._inputs import input_paths
+from ._progress import Progress, RssSampler
+
+__all__ = ["main", "run_client_process"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(spec: dict[str, Any], progress: Progress) -> None:
+    inputs = input_paths(Path(spec["inputs"]), spec["n"])
+    out_dir = Path(spec["out_dir"])
+    client = spec["client"]
+    if client == "ours":
+        from ._ours import run_ours
+
+        run_ours(
+            spec["base_url"],
+            inputs,
+            out_dir,
+            progress,
+            mode=spec["mode"],
+            qps=spec["qps"],
+            concurrency=spec.get("concurrency"),
+            poll=spec.get("poll"),
+        )
+    elif client == "gather":
+        from ._baseline_gather import run_gather
+
+        run_gather(
+            spec["base_url"],
+            inputs,
+            out_dir,
+            progress,
+            qps=spec["qps"],
+            concurrency=spec.get("concurrency") or 16,
+        )
+    elif client == "threads":
+        from ._baseline_threads import run_threads
+
+        run_threads(
+            spec["base_url"], inputs, out_dir, progress, threads=spec.get("concurrency") or 4
+        )
+    else:
+        raise ValueError(f"unknown client {client!r}")
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    # Import what the client needs before the clock starts (not part of the run's cost).
+    import anyio  # noqa: F401
+    import httpx  # noqa: F401
+
+    import idphoto_async  # noqa: F401
+
+    progress = Progress()
+    sampler = RssSampler(progress, interval=spec.get("rss_interval", 0.1))
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    progress.start = time.perf_counter()
+    sampler.start()
+    profile = spec.get("profile")
+    if profile:  # pyinstrument text profile of the run (for diagnosis, not timings)
+        from pyinstrument import Profiler
+
+        with Profiler(async_mode="disabled") as profiler:
+            _run(spec, progress)
+        Path(profile).write_text(profiler.output_text(unicode=True, show_all=True))
+    else:
+        _run(spec, progress)
+    wall = time.perf_counter() - progress.start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    sampler.stop()
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result = {
+        "ok": progress.ok,
+        "failed": progress.failed,
+        "wall": wall,
+        "cpu": cpu,
+        "peak_rss": max(after.ru_maxrss * 1024, max(r for _, r in sampler.samples)),
+        "times": progress.times,
+        "rss": sampler.samples,
+    }
+    print(json.dumps(result))
+
+
+def run_client_process(spec: dict[str, Any], timeout: float = 1800.0) -> dict[str, Any]:
+    """Run one client in a subprocess; return its JSON result."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks._runner", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=ROOT,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"client {spec['client']} failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+if __name__ == "__main__":
+    main()

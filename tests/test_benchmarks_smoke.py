@@ -1,0 +1,59 @@
+"""Every benchmark scenario at a tiny size through the real harness, so it cannot rot.
+
+No timings are asserted: only that each client finishes every photo and the report renders.
+"""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._inputs import make_inputs  # noqa: E402
+from benchmarks._report import machine_info, render  # noqa: E402
+from benchmarks._scenarios import DEFAULT_SCENARIOS, run_scenario, scenarios  # noqa: E402
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_every_scenario_runs_at_tiny_size(tmp_path: Path) -> None:
+    tiny = scenarios("tiny")
+    inputs = tmp_path / "inputs"
+    make_inputs(inputs, max(s.n for s in tiny.values()))
+
+    def run(name: str) -> tuple[str, dict[str, dict[str, Any]]]:
+        work = tmp_path / name
+        work.mkdir()
+        return name, run_scenario(tiny[name], 1, inputs, work, log=lambda _: None)
+
+    # The clients mostly sleep (polling), so the scenarios run side by side.
+    names = [*DEFAULT_SCENARIOS, "bound-tuned"]
+    with ThreadPoolExecutor(len(names)) as pool:
+        results = dict(pool.map(run, names))
+
+    for name, rows in results.items():
+        assert set(rows) == {spec.label for spec in tiny[name].clients}
+        for label, figures in rows.items():
+            assert figures["ok"] == tiny[name].n, (name, label)
+            assert figures["failed"] == 0
+            assert figures["requests_per_photo"] >= 1
+            assert figures["client_cpu_ms"] > 0
+            assert figures["peak_rss_mb"] > 10
+    report = render(
+        results,
+        tiny,
+        machine_info(),
+        repeat=1,
+        elapsed=1.0,
+        load_after="0",
+        engine_line=["| engine |"],
+        analysis="## Analysis",
+    )
+    assert report.count("\n## ") == len(names) + 3  # + engine, targets, analysis
+    assert "| target | result | figure |" in report
+    assert "ours, sync" in report

@@ -291,8 +291,13 @@ class Journal:
         record.update(fields)
         record["ts"] = _now()
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self._write, line, event in _DURABLE)
+        if event in _DURABLE:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._write, line, True)
+        else:
+            # One small append to the page cache (survives a killed process): no thread hop,
+            # so `creating`, written between the limiter's grant and the send, delays nothing.
+            self._write(line, False)
         self.state.apply(record)
 
     async def creating(self, key: str, input: str) -> None:

@@ -22,6 +22,22 @@ __all__ = ["main", "run_client_process"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def peak_rss_bytes(pid: int | str = "self") -> int | None:
+    """The process's own RSS high-water mark (``VmHWM`` in /proc/<pid>/status), or None.
+
+    Not ``getrusage().ru_maxrss``: on Linux a child keeps the high-water mark of the process
+    it was forked from, so a small client forked by a big parent reports the parent's peak.
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024  # kB
+    return None
+
+
 def _run(spec: dict[str, Any], progress: Progress) -> None:
     inputs = input_paths(Path(spec["inputs"]), spec["n"])
     out_dir = Path(spec["out_dir"])
@@ -91,7 +107,7 @@ def main() -> None:
         "failed": progress.failed,
         "wall": wall,
         "cpu": cpu,
-        "peak_rss": max(after.ru_maxrss * 1024, max(r for _, r in sampler.samples)),
+        "peak_rss": max(peak_rss_bytes() or 0, max(r for _, r in sampler.samples)),
         "times": progress.times,
         "rss": sampler.samples,
     }

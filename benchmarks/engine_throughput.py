@@ -19,6 +19,18 @@ from idphoto_async.engine._local import LocalEngine
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
+def _peak_rss_bytes() -> int | None:
+    """This process's RSS high-water mark from /proc/self/status (``VmHWM``), or None."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--photos", type=int, default=60)
@@ -38,8 +50,13 @@ def main() -> None:
         engine.process(EngineRequest(inputs[i % len(inputs)], (width, height), args.format))
     elapsed = time.perf_counter() - start
 
-    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    rss_mb = rss_kb / (1024 * 1024) if sys.platform == "darwin" else rss_kb / 1024
+    # VmHWM, not ru_maxrss: on Linux a child keeps its parent's high-water mark in ru_maxrss.
+    peak = _peak_rss_bytes()
+    if peak is not None:
+        rss_mb = peak / 2**20
+    else:
+        rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        rss_mb = rss_kb / (1024 * 1024) if sys.platform == "darwin" else rss_kb / 1024
     print("| engine | size | format | photos | photos/s (1 thread) | ms/photo | first | peak RSS |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     print(

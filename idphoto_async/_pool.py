@@ -15,43 +15,13 @@ client's own ``httpx.AsyncClient`` and only when the pool is exactly httpcore's
 
 from __future__ import annotations
 
-import time
-import weakref
 from typing import Any
 
 import httpcore
-from httpcore._async.connection import AsyncHTTPConnection
-from httpcore._async.http11 import AsyncHTTP11Connection, HTTPConnectionState
-from httpcore._backends.anyio import AnyIOStream
-from httpcore._utils import is_socket_readable
 
 __all__ = ["FastConnectionPool", "install_fast_pool"]
 
 _NEEDED = ("_connections", "_requests", "_max_connections", "_max_keepalive_connections")
-_SOCKETS: weakref.WeakKeyDictionary[AnyIOStream, Any] = weakref.WeakKeyDictionary()
-"""The raw socket of each network stream: anyio builds a dict of every socket attribute
-(with system calls) on each lookup, and httpcore looks it up for every idle connection on
-every request start and close."""
-
-
-def has_expired(connection: Any) -> bool:
-    """``connection.has_expired()``, with the socket of an HTTP/1.1 anyio stream cached."""
-    inner = getattr(connection, "_connection", None)
-    if type(connection) is not AsyncHTTPConnection or type(inner) is not AsyncHTTP11Connection:
-        return bool(connection.has_expired())
-    expire_at = inner._expire_at
-    if expire_at is not None and time.monotonic() > expire_at:
-        return True
-    if inner._state != HTTPConnectionState.IDLE:
-        return False
-    stream = inner._network_stream
-    if type(stream) is not AnyIOStream:
-        return bool(connection.has_expired())
-    sock = _SOCKETS.get(stream)
-    if sock is None:
-        sock = stream.get_extra_info("socket")
-        _SOCKETS[stream] = sock
-    return is_socket_readable(sock)
 
 
 class FastConnectionPool(httpcore.AsyncConnectionPool):
@@ -66,7 +36,9 @@ class FastConnectionPool(httpcore.AsyncConnectionPool):
         for connection in list(connections):
             if connection.is_closed():
                 connections.remove(connection)
-            elif has_expired(connection) or (connection.is_idle() and len(connections) > keepalive):
+            elif connection.has_expired() or (
+                connection.is_idle() and len(connections) > keepalive
+            ):
                 connections.remove(connection)
                 closing.append(connection)
 

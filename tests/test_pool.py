@@ -56,24 +56,3 @@ async def test_queued_requests_reuse_and_replace_connections(
             await http.get(other + "/api/v1/id-photo/tasks/none")
         assert len(pool.connections) <= max_connections
         assert isinstance(pool, httpcore.AsyncConnectionPool)
-
-
-async def test_expiry_matches_httpcore(server: LocalServer) -> None:
-    from idphoto_async._pool import has_expired
-
-    async with httpx.AsyncClient(trust_env=False) as http:
-        install_fast_pool(http)
-        await http.get(server.base_url + "/api/v1/id-photo/tasks/none")
-        pool = http._transport._pool  # type: ignore[attr-defined]
-        (connection,) = pool.connections
-        assert has_expired(connection) is connection.has_expired() is False
-        connection._connection._expire_at = 0.0  # keep-alive over
-        assert has_expired(connection) is connection.has_expired() is True
-        connection._connection._expire_at = None
-        assert has_expired(connection) is connection.has_expired() is False  # cached socket
-
-    class Other:
-        def has_expired(self) -> bool:
-            return True
-
-    assert has_expired(Other()) is True

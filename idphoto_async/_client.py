@@ -35,7 +35,6 @@ from ._limiter import Limiter, TokenBucketLimiter
 from ._models import Task, TaskResult
 from ._options import CreateOptions, ReturnType, make_options
 from ._polling import PollSchedule
-from ._pool import install_fast_pool
 from ._retry import RetryPolicy
 from ._transport import ApiCaller, Secret
 
@@ -128,8 +127,6 @@ class AsyncIDPhotoClient:
             follow_redirects=False,
             trust_env=False,
         )
-        if self._owns_http:
-            install_fast_pool(self._http)
         self.limiter: Limiter = limiter or TokenBucketLimiter(qps)
         self.poll_schedule = poll_schedule or PollSchedule()
         self.retry_creates = retry_creates

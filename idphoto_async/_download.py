@@ -5,8 +5,10 @@ checked against Content-Length and a cap, then renamed over the destination: a c
 oversized download never survives under the final name. A base64 result is decoded and
 written the same way. The API key is never sent to the result host.
 
-File I/O goes through anyio's thread-backed file API rather than aiofiles: aiofiles runs on
-asyncio's executor only, and this SDK must run unchanged on trio.
+File I/O runs in anyio worker threads (not aiofiles, which runs on asyncio's executor only:
+this SDK must run unchanged on trio). A result is buffered in memory up to `SPOOL_BYTES` and
+written, flushed and renamed in one thread hop; a larger one spills to the temporary file as
+it streams.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import os
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import anyio
+import anyio.to_thread
 import httpx
 
 from ._errors import DownloadError, ResultExpiredError
@@ -28,6 +32,8 @@ from ._models import TaskResult
 __all__ = ["save_result"]
 
 CHUNK_SIZE = 64 * 1024
+SPOOL_BYTES = 256 * 1024
+"""A result up to this size is written to disk in one go, at the end (one thread hop)."""
 DOWNLOAD_DEADLINE_FACTOR = 4.0
 """A whole download attempt must end within this many read timeouts: httpx's read timeout
 bounds each read only, so a host trickling a byte at a time would otherwise never time out."""
@@ -51,36 +57,80 @@ async def save_result(
     expires = result.expires_at
     if result.is_url and expires is not None and expires <= datetime.now(UTC):
         raise ResultExpiredError(result.task_id, f" (it expired at {expires.isoformat()})")
-    await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    spool = _Spool(tmp)
     try:
         if result.is_url:
             read = (timeout or http.timeout).read
             deadline = DOWNLOAD_DEADLINE_FACTOR * read if read else None
             try:
                 with anyio.fail_after(deadline):
-                    await _stream_url(http, result, tmp, max_bytes=max_bytes, timeout=timeout)
+                    await _stream_url(http, result, spool, max_bytes=max_bytes, timeout=timeout)
             except TimeoutError:
                 raise DownloadError(
                     f"The download of task {result.task_id} did not finish within "
                     f"{deadline:g} s (the result host trickled or stalled)."
                 ) from None
         else:
-            await _write_base64(result, tmp, max_bytes=max_bytes)
-        await anyio.Path(tmp).replace(path)
+            _decode_base64(result, spool, max_bytes=max_bytes)
+        await anyio.to_thread.run_sync(spool.finish, path)
     except BaseException:
         with anyio.CancelScope(shield=True):
-            await _remove_quietly(tmp)
+            await anyio.to_thread.run_sync(spool.discard)
         raise
     return path
 
 
-async def _remove_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        await anyio.Path(path).unlink()
+class _Spool:
+    """The bytes of a result: kept in memory up to `SPOOL_BYTES`, then in ``tmp``.
+
+    A result (tens of KB) thus costs one worker-thread hop, `finish`: create the directory,
+    write, flush, rename over the destination. Larger ones spill to ``tmp`` as they come.
+    """
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.file: BinaryIO | None = None
+
+    def add(self, chunk: bytes) -> bool:
+        """Keep ``chunk``; whether the buffer should now `spill` to disk."""
+        self.chunks.append(chunk)
+        self.buffered += len(chunk)
+        return self.buffered >= SPOOL_BYTES
+
+    def spill(self) -> None:
+        """Write the buffered chunks to ``tmp`` (worker thread)."""
+        if self.file is None:
+            self.tmp.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed by finish or discard
+        for chunk in self.chunks:
+            self.file.write(chunk)
+        self.chunks.clear()
+        self.buffered = 0
+
+    def finish(self, dest: Path) -> None:
+        """Write the rest to ``tmp`` and rename it to ``dest`` (worker thread)."""
+        self.spill()
+        assert self.file is not None
+        file, self.file = self.file, None
+        with file:
+            file.flush()
+        os.replace(self.tmp, dest)
+
+    def discard(self) -> None:
+        """Drop what was written (worker thread)."""
+        self.chunks.clear()
+        if self.file is not None:
+            file, self.file = self.file, None
+            with contextlib.suppress(OSError):
+                file.close()
+        with contextlib.suppress(OSError):
+            self.tmp.unlink()
 
 
-async def _write_base64(result: TaskResult, tmp: Path, *, max_bytes: int) -> None:
+def _decode_base64(result: TaskResult, spool: _Spool, *, max_bytes: int) -> None:
     text = result.image or ""
     if text.startswith("data:"):
         text = text.partition(",")[2]
@@ -95,15 +145,13 @@ async def _write_base64(result: TaskResult, tmp: Path, *, max_bytes: int) -> Non
             f"The result of task {result.task_id} is not valid base64 image data."
         ) from None
     _check_image(data[:16], result.task_id)
-    async with await anyio.open_file(tmp, "wb") as f:
-        await f.write(data)
-        await f.flush()
+    spool.add(data)
 
 
 async def _stream_url(
     http: httpx.AsyncClient,
     result: TaskResult,
-    tmp: Path,
+    spool: _Spool,
     *,
     max_bytes: int,
     timeout: httpx.Timeout | None,
@@ -140,7 +188,7 @@ async def _stream_url(
                     f"The result host answered HTTP {response.status_code} for task "
                     f"{result.task_id}."
                 )
-            await _write_stream(response, tmp, max_bytes=max_bytes, task_id=result.task_id)
+            await _write_stream(response, spool, max_bytes=max_bytes, task_id=result.task_id)
             return
         finally:
             await response.aclose()
@@ -165,7 +213,7 @@ def _redirect_target(url: httpx.URL, response: httpx.Response, task_id: str) -> 
 
 
 async def _write_stream(
-    response: httpx.Response, tmp: Path, *, max_bytes: int, task_id: str
+    response: httpx.Response, spool: _Spool, *, max_bytes: int, task_id: str
 ) -> None:
     declared_header = response.headers.get("Content-Length")
     declared = int(declared_header) if declared_header and declared_header.isdigit() else None
@@ -176,17 +224,16 @@ async def _write_stream(
     received = 0
     head = b""
     try:
-        async with await anyio.open_file(tmp, "wb") as f:
-            async for chunk in response.aiter_bytes(CHUNK_SIZE):
-                received += len(chunk)
-                if received > max_bytes:
-                    raise DownloadError(
-                        f"The result of task {task_id} is over the {max_bytes} byte cap."
-                    )
-                if len(head) < 16:
-                    head += chunk[: 16 - len(head)]
-                await f.write(chunk)
-            await f.flush()
+        async for chunk in response.aiter_bytes(CHUNK_SIZE):
+            received += len(chunk)
+            if received > max_bytes:
+                raise DownloadError(
+                    f"The result of task {task_id} is over the {max_bytes} byte cap."
+                )
+            if len(head) < 16:
+                head += chunk[: 16 - len(head)]
+            if spool.add(chunk):
+                await anyio.to_thread.run_sync(spool.spill)
     except httpx.HTTPError as exc:
         raise DownloadError(
             f"The download of task {task_id} was cut short after {received} bytes "

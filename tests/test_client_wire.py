@@ -605,3 +605,28 @@ async def test_requests_on_the_wire_never_exceed_the_pool() -> None:
         for _ in range(12):
             tg.start_soon(client.get, "T")
     assert peak == 2
+
+
+@pytest.mark.parametrize("cut", [False, True])
+async def test_large_download_spills_to_disk_and_stays_atomic(tmp_path: Path, cut: bool) -> None:
+    from idphoto_async._download import SPOOL_BYTES
+
+    image = b"\xff\xd8\xff" + bytes(3 * SPOOL_BYTES)  # more than the in-memory buffer
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = image[: SPOOL_BYTES * 2] if cut else image
+        return httpx.Response(200, content=body, headers={"Content-Length": str(len(image))})
+
+    client, _ = make_client(handler, max_retries=0)
+    result = ia.TaskResult(
+        task_id="T", state=ia.TaskState.SUCCEEDED, image="https://cdn.test/r.jpg", image_kind="url"
+    )
+    async with client:
+        if cut:
+            with pytest.raises(ia.DownloadError):
+                await client.download(result, tmp_path / "out" / "r.jpg")
+        else:
+            path = await client.download(result, tmp_path / "out" / "r.jpg")
+            assert path.read_bytes() == image
+    expected = [] if cut else ["r.jpg"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == expected

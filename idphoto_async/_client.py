@@ -49,6 +49,9 @@ ImageFile = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 WAIT_MARGIN = 30.0
 """Seconds `AsyncIDPhotoClient.wait` allows beyond the service's 180 s limit."""
 
+SCARCE_QUEUE_SECONDS = 1.0
+"""A limiter queue this long (in seconds of requests) makes polling aim late (see `wait`)."""
+
 
 class AsyncIDPhotoClient:
     """Async client of the ID Photo API, for asyncio and trio.
@@ -461,8 +464,13 @@ class AsyncIDPhotoClient:
         return run_batch(self, inputs, out_dir=out_dir, **options)
 
     def _requests_are_scarce(self) -> bool:
-        """Whether callers queue for the limiter: requests, not latency, bound throughput."""
-        return int(getattr(self.limiter, "waiting", 0)) > 0
+        """Whether requests, not latency, bound throughput: a second or more of them queued.
+
+        (A short queue that drains in a fraction of a second, e.g. a burst at a high QPS,
+        does not count: waiting longer for the first query would only add latency.)
+        """
+        waiting = int(getattr(self.limiter, "waiting", 0))
+        return waiting > 0 and waiting >= self.limiter.qps * SCARCE_QUEUE_SECONDS
 
     def _request_timeout(self, timeout: float | None) -> httpx.Timeout:
         return self._timeout if timeout is None else httpx.Timeout(timeout)

@@ -577,9 +577,11 @@ async def test_wait_aims_late_when_requests_are_scarce() -> None:
     )
     async with client:
         await client.wait("T")
-        limiter.waiting = 3  # type: ignore[attr-defined]  # callers queue: throughput-bound
+        limiter.waiting = 999  # type: ignore[attr-defined]  # a short queue: latency matters
         await client.wait("T")
-    assert seen == [False, True]
+        limiter.waiting = 1000  # type: ignore[attr-defined]  # 1 s of requests queued
+        await client.wait("T")
+    assert seen == [False, False, True]
 
 
 async def test_requests_on_the_wire_never_exceed_the_pool() -> None:

@@ -32,6 +32,8 @@ from ._native_log import native_stderr_to
 
 LOCAL_QPS = 50.0
 """Client QPS with --local (the in-process server has no rate limit)."""
+LOCAL_FIRST_POLL = 0.5
+"""With --local: seconds before the first query of a task, until the schedule has learned."""
 ENGINE_LOG = ".idphoto-engine.log"
 """With --local: where the engine's native libraries log (kept off the terminal)."""
 
@@ -198,6 +200,13 @@ def _local_server(engine_log: Path) -> Iterator[str]:
         yield server.base_url
 
 
+def _local_schedule() -> Any:
+    """Polling for the local engine: tasks take a fraction of a second, not the cloud's ~3 s."""
+    from .._polling import PollSchedule
+
+    return PollSchedule(initial_guess=LOCAL_FIRST_POLL, min_delay=0.05)
+
+
 @asynccontextmanager
 async def _shared_limiter(
     redis_url: str | None, key: str | None, base_url: str | None, qps: float
@@ -243,7 +252,13 @@ async def _run(
     }
     async with (
         _shared_limiter(args.redis_url, key, base_url, qps) as limiter,
-        AsyncIDPhotoClient(api_key=key, base_url=base_url, qps=qps, limiter=limiter) as client,
+        AsyncIDPhotoClient(
+            api_key=key,
+            base_url=base_url,
+            qps=qps,
+            limiter=limiter,
+            poll_schedule=_local_schedule() if args.local else None,
+        ) as client,
     ):
         runner = BatchRunner(
             client,

@@ -110,7 +110,7 @@ def test_report_record_shape() -> None:
 
 
 def test_default_max_in_flight_is_bounded() -> None:
-    assert default_max_in_flight(2.0) == 18  # ceil(2 * (5 + 2)) + 4
+    assert default_max_in_flight(2.0) == 24  # ceil(2 * (5 + 5)) + 4
     assert default_max_in_flight(0.01) == 5  # the floor: ceil(0.1 * 7) + 4
     assert default_max_in_flight(10_000) == 256
 

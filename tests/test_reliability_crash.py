@@ -186,8 +186,10 @@ def test_seeded_sigkill_campaign(tmp_path: Path, seed: int) -> None:
     check_outputs(src, out)
     state = load_journal(journal)
     # No input paid twice except creates whose id never reached the journal (on the wire at
-    # a kill, or their `created` line torn): the journal counts those.
-    assert count <= stats["creates"] <= count + state.in_doubt
+    # a kill, or their `created` line torn): the journal counts those. A torn line (power
+    # loss) can also erase the `creating` record of a create that was on the wire, hiding it
+    # from the count: at most one create per torn line.
+    assert count <= stats["creates"] <= count + state.in_doubt + torn
     assert state.in_doubt <= killed * 6 + torn  # at most max-in-flight creates per kill
     print(f"seed {seed} ({mode}): {killed} kills, {torn} torn, creates {stats['creates']} "
           f"for {count} inputs, in doubt {state.in_doubt}")  # fmt: skip

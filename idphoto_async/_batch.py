@@ -544,47 +544,41 @@ class BatchRunner:
             self._shields.discard(scope)
 
     async def _create(self, item: BatchItem, key: str, options: CreateOptions) -> Task:
-        journal = self._journal
-        self.stats.creates += 1
-        with self._on_the_wire():
-            try:
-                task: Task = await self.client.create(
-                    sync=False,
-                    retry_create=False,
-                    on_send=self._journal_creating(key, item),
-                    **self._create_args(item, options),
-                )
-            except APIError as exc:
-                raise self._in_doubt(exc) from None
-            created_at = task.created_at or datetime.now(UTC)
-            if journal is not None:
-                await journal.created(key, item.source, task.task_id, created_at)
-            return Task(task.task_id, created_at)
-        await anyio.lowlevel.checkpoint()  # the shield timed out: we are being cancelled
-        raise AssertionError("unreachable")  # pragma: no cover
+        created = await self._send_create(item, key, options, sync=False)
+        assert isinstance(created, Task)
+        return created
 
     async def _create_sync(self, item: BatchItem, key: str, options: CreateOptions) -> TaskResult:
+        created = await self._send_create(item, key, options, sync=True)
+        assert isinstance(created, TaskResult)
+        return created
+
+    async def _send_create(
+        self, item: BatchItem, key: str, options: CreateOptions, *, sync: bool
+    ) -> Task | TaskResult:
+        """One create (either mode), journaled: ``creating`` on the wire, then ``created``."""
         journal = self._journal
         self.stats.creates += 1
         with self._on_the_wire():
             try:
-                result: TaskResult = await self.client.create(
-                    sync=True,
+                created = await self.client.create(
+                    sync=sync,
                     retry_create=False,
                     on_send=self._journal_creating(key, item),
                     **self._create_args(item, options),
                 )
             except APIError as exc:
                 raise self._in_doubt(exc) from None
-            except TaskFailedError as exc:
-                if journal is not None:  # the task exists: keep its id with the failure
+            except TaskFailedError as exc:  # sync mode: the task exists, keep its id
+                if journal is not None:
                     await journal.created(key, item.source, exc.task_id, datetime.now(UTC))
                 raise
+            created_at = created.created_at or datetime.now(UTC)
             if journal is not None:
-                created_at = result.created_at or datetime.now(UTC)
-                await journal.created(key, item.source, result.task_id, created_at)
-                await journal.done(key, item.source, result.task_id)
-            return result
+                await journal.created(key, item.source, created.task_id, created_at)
+                if isinstance(created, TaskResult):
+                    await journal.done(key, item.source, created.task_id)
+            return created if isinstance(created, TaskResult) else Task(created.task_id, created_at)
         await anyio.lowlevel.checkpoint()  # the shield timed out: we are being cancelled
         raise AssertionError("unreachable")  # pragma: no cover
 

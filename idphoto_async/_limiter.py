@@ -13,6 +13,7 @@ need a shared store (a Redis-backed `Limiter` is planned).
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
@@ -26,14 +27,16 @@ import anyio.lowlevel
 from ._constants import DEFAULT_QPS
 from ._errors import LimiterTimeoutError
 
-__all__ = ["DEFAULT_MARGIN", "Limiter", "TokenBucketLimiter"]
+__all__ = ["DEFAULT_MARGIN", "Limiter", "Reservation", "TokenBucketLimiter"]
 
-DEFAULT_MARGIN = 0.04
-"""Extra spacing (4 %) between requests: 40 ms per second of window.
+DEFAULT_MARGIN = 0.01
+"""Extra spacing (1 %) between requests: 10 ms per second of window.
 
-That absorbs network jitter and event-loop lag of a few tens of milliseconds between
-taking a slot and the request reaching the server, and still leaves 1/1.04 = 96 % of the
-QPS usable.
+It absorbs the jitter of the way from this client to the server's clock (network transit,
+the server's own event loop). Delays on the client's side (a TLS handshake for a new
+connection, a wait for a free connection, event-loop lag) need no margin: the client's
+`TokenBucketLimiter.reserve` counts each request from the moment its headers really left.
+1/1.01 = 99 % of the QPS stays usable.
 """
 
 _EPS = 1e-9  # float slack when comparing a clock reading with a computed slot time
@@ -56,8 +59,9 @@ class Limiter(Protocol):
     ) -> None:
         """Take one request slot, waiting in FIFO order.
 
-        ``priority=True`` (status queries of tasks that are due) is served before normal
-        waiters (new creates), FIFO within each class. Raises
+        ``priority=True`` (status queries of tasks that are due) is served ahead of normal
+        waiters (new creates), FIFO within each class; a limiter may let normal waiters take
+        turns with a long run of priority ones (`TokenBucketLimiter` does). Raises
         `idphoto_async.LimiterTimeoutError` (with ``retry_after``, the estimated
         wait) when no slot is free within ``timeout`` seconds; no slot is consumed then.
         """
@@ -68,13 +72,42 @@ class Limiter(Protocol):
         ...
 
 
+class Reservation:
+    """A slot taken with `TokenBucketLimiter.reserve`: call `sent` when the request leaves.
+
+    Until then the request counts as about to arrive at any moment, so the limiter hands
+    out no slot that could share a window with it; `sent` pins it to its real departure
+    time. Idempotent; a reservation dropped without `sent` keeps blocking its window place,
+    so call it in a ``finally`` (with no argument it stamps the current time).
+    """
+
+    __slots__ = ("_done", "_limiter")
+
+    def __init__(self, limiter: TokenBucketLimiter) -> None:
+        self._limiter = limiter
+        self._done = False
+
+    @property
+    def is_sent(self) -> bool:
+        """Whether `sent` was called."""
+        return self._done
+
+    def sent(self, at: float | None = None) -> None:
+        """Record the request's departure (default: now, on the limiter's clock)."""
+        if self._done:
+            return
+        self._done = True
+        self._limiter._depart(self._limiter._clock() if at is None else at)
+
+
 class _Waiter:
     """One queued `TokenBucketLimiter.acquire` call."""
 
-    __slots__ = ("deadline", "done", "event", "expired", "priority", "timeout")
+    __slots__ = ("deadline", "done", "event", "expired", "priority", "reserve", "timeout")
 
-    def __init__(self, priority: bool, timeout: float, deadline: float) -> None:
+    def __init__(self, priority: bool, timeout: float, deadline: float, reserve: bool) -> None:
         self.priority = priority
+        self.reserve = reserve
         self.timeout = timeout
         self.deadline = deadline
         self.event = anyio.Event()
@@ -99,10 +132,20 @@ class TokenBucketLimiter:
       ``margin`` seconds per window to spare for jitter. (A non-integer ``qps`` above 1 is
       therefore served at about ``floor(qps)`` per second.)
 
-    Waiters are served FIFO, ``priority`` ones first. Only the waiter at the head of the
-    queue sleeps (until its slot); it wakes the next one when it leaves, so thousands of
-    waiters cost one timer and no thundering herd. A waiter cancelled while queued or while
-    sleeping consumes no slot and hands the head role on.
+    Slots taken with `reserve` count from their request's real departure (`Reservation.sent`)
+    instead of the grant, so a request that leaves late (new connection, TLS handshake, a
+    wait for a pooled connection) cannot end up in one window with the requests granted
+    after it: the window guarantee then holds for departures, and ``margin`` only has to
+    cover the transit to the server.
+
+    Waiters are served FIFO, ``priority`` ones first, but at most ``PRIORITY_RUN`` (1) of
+    them in a row while normal waiters wait: at the QPS bound status queries and creates
+    then take turns, so a batch's pipeline stays even instead of running in waves (a block
+    of due queries starving creates, whose queries come due as a block in turn).
+
+    Only the waiter at the head of the queue sleeps (until its slot); it wakes the next one
+    when it leaves, so thousands of waiters cost one timer and no thundering herd. A waiter
+    cancelled while queued or while sleeping consumes no slot and hands the head role on.
 
     After `on_rate_limited` the limiter hands out nothing until the pause is over, then
     runs at ``DECREASE`` times its rate (at least ``MIN_FACTOR``), and after
@@ -116,11 +159,12 @@ class TokenBucketLimiter:
         qps: requests per second allowed for the key (default 2).
         burst: slots that may be taken back to back after an idle period (capped by the
             window guarantee above).
-        margin: relative safety margin, default `DEFAULT_MARGIN` (4 %).
+        margin: relative safety margin, default `DEFAULT_MARGIN` (1 %).
         clock: seconds as a float; default `anyio.current_time`.
         sleep: default `anyio.sleep`; inject both to test without real time.
     """
 
+    PRIORITY_RUN: ClassVar[int] = 1
     DECREASE: ClassVar[float] = 0.5
     MIN_FACTOR: ClassVar[float] = 0.125
     QUIET_PERIOD: ClassVar[float] = 5.0
@@ -149,7 +193,8 @@ class TokenBucketLimiter:
         self._interval = (1.0 + margin) / qps
         self._limit = max(1, math.floor(qps + 1e-9))
         self._window = (1.0 + margin) * max(1.0, 1.0 / qps)
-        self._recent: deque[float] = deque(maxlen=self._limit)  # last grant times
+        self._recent: list[float] = []  # last `_limit` departure times, ascending
+        self._pending = 0  # reserved slots whose request has not left yet
         self._tat = -math.inf  # GCRA theoretical arrival time
         self._paused_until = -math.inf
         self._factor_floor = 1.0  # rate factor right after the last slowdown
@@ -157,6 +202,7 @@ class TokenBucketLimiter:
         self._queues: tuple[deque[_Waiter], deque[_Waiter]] = (deque(), deque())  # normal, prio
         self._counts = [0, 0]  # live waiters in each queue
         self._deadlines: list[tuple[float, int, _Waiter]] = []
+        self._priority_run = 0  # priority grants in a row
         self._seq = itertools.count()
         self._sleep_scope: anyio.CancelScope | None = None
         self.acquired = 0
@@ -191,6 +237,11 @@ class TokenBucketLimiter:
         return self._counts[0] + self._counts[1]
 
     @property
+    def unsent(self) -> int:
+        """Reserved slots whose request has not left yet (see `reserve`)."""
+        return self._pending
+
+    @property
     def current_qps(self) -> float:
         """The rate in force now, after any slowdown (read it inside the event loop)."""
         return self._qps * self._factor(self._clock())
@@ -203,41 +254,26 @@ class TokenBucketLimiter:
     ) -> None:
         """Take one request slot; see `Limiter.acquire`.
 
-        A call that must queue fails at once when the wait estimated from the queue ahead
-        already exceeds ``timeout`` (``timeout=0``: take a slot only if one is free now), and
-        otherwise when ``timeout`` passes (e.g. after priority callers or a 429 got ahead).
+        The request counts as sent at the grant. A call that must queue fails at once when
+        the wait estimated from the queue ahead already exceeds ``timeout`` (``timeout=0``:
+        take a slot only if one is free now), and otherwise when ``timeout`` passes (e.g.
+        after priority callers or a 429 got ahead).
         """
-        if timeout is not None and math.isnan(timeout):
-            raise ValueError("timeout must be a number or None")
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        now = self._clock()
-        if not self.waiting and self._next_slot(now) <= now + _EPS:
-            self._take(now)
-            await anyio.lowlevel.cancel_shielded_checkpoint()
-            return
-        deadline = math.inf
-        if timeout is not None:
-            wait = self._estimate(now, priority)
-            if wait > timeout + _EPS:
-                raise LimiterTimeoutError(timeout, retry_after=wait)
-            deadline = now + timeout
-        waiter = _Waiter(priority, math.inf if timeout is None else timeout, deadline)
-        self._queues[priority].append(waiter)
-        self._counts[priority] += 1
-        if timeout is not None:
-            self._push_deadline(waiter)
-        # A new waiter's deadline is never before the head's wake-up time (its estimate
-        # includes the slot the head waits for), so only a displaced head needs a kick.
-        if self._head() is waiter and self._sleep_scope is not None:
-            self._sleep_scope.cancel()
-            self._sleep_scope = None
-        try:
-            await self._wait_for_slot(waiter)
-        except BaseException:
-            if not waiter.done:
-                self._leave(waiter)
-            self._wake_head()
-            raise
+        await self._grant(timeout, priority, reserve=False)
+
+    async def reserve(
+        self,
+        *,
+        timeout: float | None = None,
+        priority: bool = False,
+    ) -> Reservation:
+        """Like `acquire`, but the request counts from `Reservation.sent`, its departure.
+
+        Use it when something may hold the request back after the grant (the client calls
+        `sent` when httpx has written the request's headers).
+        """
+        await self._grant(timeout, priority, reserve=True)
+        return Reservation(self)
 
     async def on_rate_limited(self, retry_after: float | None = None) -> None:
         """Pause all slots for ``retry_after`` seconds (default one full window) and slow down.
@@ -262,6 +298,40 @@ class TokenBucketLimiter:
 
     # -- internals -------------------------------------------------------------------------
 
+    async def _grant(self, timeout: float | None, priority: bool, *, reserve: bool) -> None:
+        """Wait for and take a slot (FIFO, priority first), sent now unless ``reserve``."""
+        if timeout is not None and math.isnan(timeout):
+            raise ValueError("timeout must be a number or None")
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        now = self._clock()
+        if not self.waiting and self._next_slot(now) <= now + _EPS:
+            self._take(now, reserve)
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            return
+        deadline = math.inf
+        if timeout is not None:
+            wait = self._estimate(now, priority)
+            if wait > timeout + _EPS:
+                raise LimiterTimeoutError(timeout, retry_after=wait)
+            deadline = now + timeout
+        waiter = _Waiter(priority, math.inf if timeout is None else timeout, deadline, reserve)
+        self._queues[priority].append(waiter)
+        self._counts[priority] += 1
+        if timeout is not None:
+            self._push_deadline(waiter)
+        # A new waiter's deadline is never before the head's wake-up time (its estimate
+        # includes the slot the head waits for), so only a displaced head needs a kick.
+        if self._head() is waiter and self._sleep_scope is not None:
+            self._sleep_scope.cancel()
+            self._sleep_scope = None
+        try:
+            await self._wait_for_slot(waiter)
+        except BaseException:
+            if not waiter.done:
+                self._leave(waiter)
+            self._wake_head()
+            raise
+
     async def _wait_for_slot(self, waiter: _Waiter) -> None:
         while True:
             if waiter.expired:
@@ -276,7 +346,9 @@ class TokenBucketLimiter:
             if slot <= now + _EPS:
                 self._queues[waiter.priority].popleft()
                 self._leave(waiter)
-                self._take(now)
+                others = waiter.priority and self._counts[0] > 0  # normal ones were passed
+                self._priority_run = self._priority_run + 1 if others else 0
+                self._take(now, waiter.reserve)
                 self._wake_head()
                 return
             self._expire(now)
@@ -286,7 +358,10 @@ class TokenBucketLimiter:
             with anyio.CancelScope() as scope:
                 self._sleep_scope = scope
                 try:
-                    await self._sleep(max(0.0, target - now))
+                    if math.isinf(target):  # until a reserved request leaves
+                        await anyio.sleep_forever()
+                    else:
+                        await self._sleep(max(0.0, target - now))
                 finally:  # unless a kick already moved the role to another waiter
                     self._sleep_scope = None if self._sleep_scope is scope else self._sleep_scope
 
@@ -298,30 +373,73 @@ class TokenBucketLimiter:
     def _spacing(self, now: float) -> float:
         return self._interval / self._factor(now)
 
-    def _next_slot(self, now: float) -> float:
+    def _next_slot(self, now: float, *, pending_leave_now: bool = False) -> float:
+        """The earliest grant time: GCRA spacing, the window over departures, any pause.
+
+        A reserved request that has not left yet may arrive at any moment, so it holds a
+        place in every window until it leaves (``math.inf`` when all places are held);
+        ``pending_leave_now`` assumes instead that they all leave now (for estimates).
+        """
         slot = self._tat - (self._burst - 1) * self._spacing(now)
-        if len(self._recent) == self._limit:
-            slot = max(slot, self._recent[0] + self._window)
+        recent = self._recent
+        free = self._limit - self._pending
+        if pending_leave_now and self._pending:
+            recent = sorted([*recent, *[now] * min(self._pending, self._limit)])
+            free = self._limit
+        if free <= 0:
+            return math.inf
+        if len(recent) >= free:
+            slot = max(slot, recent[-free] + self._window)
         return max(slot, self._paused_until)
 
-    def _take(self, now: float) -> None:
+    def _take(self, now: float, reserve: bool) -> None:
         self._tat = max(self._tat, now) + self._spacing(now)
-        self._recent.append(now)
         self.acquired += 1
+        if reserve:
+            self._pending += 1
+        else:
+            self._record(now)
+
+    def _record(self, at: float) -> None:
+        """A request left at ``at``: it holds a window place until ``at + window``."""
+        bisect.insort(self._recent, at)
+        if len(self._recent) > self._limit:
+            del self._recent[0]
+
+    def _depart(self, at: float) -> None:
+        """A reserved request left at ``at`` (`Reservation.sent`)."""
+        blocked = self._pending >= self._limit
+        self._pending -= 1
+        self._record(at)
+        if blocked:  # the head may sleep until a departure: let it look again
+            if self._sleep_scope is not None:
+                self._sleep_scope.cancel()
+                self._sleep_scope = None
+            self._wake_head()
 
     def _estimate(self, now: float, priority: bool) -> float:
         """Seconds until a new waiter of this class would get its slot (no later arrivals)."""
-        ahead = self._counts[1] if priority else self.waiting
+        if priority:  # the priority ones ahead, and the others served between them
+            turn = 1 if self._priority_run >= self.PRIORITY_RUN else 0
+            ahead = self._counts[1] + min(self._counts[0], self._counts[1] + turn)
+        else:
+            ahead = self.waiting
         step = max(self._spacing(now), self._window / self._limit)
-        return max(0.0, self._next_slot(now) - now) + ahead * step
+        return max(0.0, self._next_slot(now, pending_leave_now=True) - now) + ahead * step
 
     def _head(self) -> _Waiter | None:
-        for queue in (self._queues[1], self._queues[0]):
-            while queue and queue[0].done:
-                queue.popleft()
-            if queue:
-                return queue[0]
-        return None
+        """The next waiter to serve: priority first, unless its run is over and others wait."""
+        first = self._first(self._queues[1])
+        normal = self._first(self._queues[0])
+        if first is None or (normal is not None and self._priority_run >= self.PRIORITY_RUN):
+            return normal
+        return first
+
+    @staticmethod
+    def _first(queue: deque[_Waiter]) -> _Waiter | None:
+        while queue and queue[0].done:
+            queue.popleft()
+        return queue[0] if queue else None
 
     def _wake_head(self) -> None:
         head = self._head()

@@ -38,9 +38,17 @@ import redis.retry
 
 from ._constants import DEFAULT_QPS
 from ._errors import IDPhotoError, LimiterTimeoutError
-from ._limiter import DEFAULT_MARGIN, TokenBucketLimiter
+from ._limiter import TokenBucketLimiter
 
 __all__ = ["DEFAULT_REDIS_URL", "LimiterUnavailableError", "RedisLimiter"]
+
+REDIS_DEFAULT_MARGIN = 0.04
+"""Relative safety margin of `RedisLimiter` (4 %: 40 ms per second of window).
+
+Larger than the in-process limiter's: a slot granted in Redis is not re-stamped when its
+request really leaves (a new connection's handshake, event-loop lag in one of many
+processes), so the margin has to absorb those delays too.
+"""
 
 logger = logging.getLogger("idphoto_async.limiter")
 
@@ -236,7 +244,7 @@ class RedisLimiter:
             ``unix://``); ignored when ``client`` is given.
         key: the Redis key holding the shared state; one key per API key.
         qps: requests per second allowed for the API key (default 2).
-        margin: relative safety margin, default `idphoto_async._limiter.DEFAULT_MARGIN`.
+        margin: relative safety margin, default `REDIS_DEFAULT_MARGIN` (4 %).
         client: a ready ``redis.asyncio.Redis`` (asyncio only) or ``redis.Redis`` (any
             backend, run in worker threads); it is not closed by `aclose`.
         fail_mode: ``"closed"`` (default): raise `LimiterUnavailableError` while Redis
@@ -253,7 +261,7 @@ class RedisLimiter:
         *,
         key: str = DEFAULT_KEY,
         qps: float = DEFAULT_QPS,
-        margin: float = DEFAULT_MARGIN,
+        margin: float = REDIS_DEFAULT_MARGIN,
         client: redis.asyncio.Redis | redis.Redis | None = None,
         fail_mode: FailMode = "closed",
         expected_workers: int | None = None,

@@ -27,7 +27,7 @@ from ._errors import (
     RateLimitError,
     status_error,
 )
-from ._limiter import Limiter
+from ._limiter import Limiter, Reservation, TokenBucketLimiter
 from ._retry import RetryPolicy, parse_retry_after
 
 __all__ = ["ApiCaller", "Secret"]
@@ -157,22 +157,34 @@ class ApiCaller:
         queue_timeout: float | None,
         on_send: Callable[[], Awaitable[object]] | None,
     ) -> tuple[Mapping[str, Any], str]:
-        await self.limiter.acquire(timeout=queue_timeout, priority=priority)
-        if on_send is not None:
-            await on_send()
-        headers = {API_KEY_HEADER: self.api_key.reveal()} if self.api_key else {}
-        request = self.http.build_request(
-            method,
-            self.base_url + path,
-            headers=headers,
-            files=files,
-            data=data,
-            timeout=timeout or self.timeout,
-        )
-        async with self.connection_slots():
-            self.requests_sent += 1
-            response, body = await self._exchange(request, timeout)
+        reservation = await self._take_slot(queue_timeout, priority)
+        try:
+            if on_send is not None:
+                await on_send()
+            headers = {API_KEY_HEADER: self.api_key.reveal()} if self.api_key else {}
+            request = self.http.build_request(
+                method,
+                self.base_url + path,
+                headers=headers,
+                files=files,
+                data=data,
+                timeout=timeout or self.timeout,
+                extensions=None if reservation is None else {"trace": _departure(reservation)},
+            )
+            async with self.connection_slots():
+                self.requests_sent += 1
+                response, body = await self._exchange(request, timeout)
+        finally:
+            if reservation is not None:  # no headers went out (error, mock transport): now
+                reservation.sent()
         return await self._interpret(response, body)
+
+    async def _take_slot(self, queue_timeout: float | None, priority: bool) -> Reservation | None:
+        """A limiter slot; a `Reservation` if the limiter counts requests from departure."""
+        if isinstance(self.limiter, TokenBucketLimiter):
+            return await self.limiter.reserve(timeout=queue_timeout, priority=priority)
+        await self.limiter.acquire(timeout=queue_timeout, priority=priority)
+        return None
 
     async def _exchange(
         self, request: httpx.Request, timeout: httpx.Timeout | None
@@ -278,6 +290,16 @@ class _Retryable(Exception):
         super().__init__(str(error))
         self.error = error
         self.never_reached = never_reached
+
+
+def _departure(reservation: Reservation) -> Callable[[str, Mapping[str, Any]], Awaitable[None]]:
+    """An httpcore ``trace`` hook: the request leaves when its headers are written."""
+
+    async def trace(event: str, info: Mapping[str, Any]) -> None:
+        if event.endswith(".send_request_headers.complete"):
+            reservation.sent()
+
+    return trace
 
 
 def _parse_envelope(body: bytes) -> dict[str, Any] | None:

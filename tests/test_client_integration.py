@@ -160,3 +160,46 @@ async def test_retries_ride_over_injected_faults(
                 assert out.exists()
         stats = srv.stats()
     assert stats["faults_total"] > 0
+
+
+class RecordingLimiter(TokenBucketLimiter):
+    """Keeps every reservation it hands out."""
+
+    def __init__(self) -> None:
+        super().__init__(1000.0)
+        self.reservations: list[Any] = []
+
+    async def reserve(self, *, timeout: float | None = None, priority: bool = False) -> Any:
+        reservation = await super().reserve(timeout=timeout, priority=priority)
+        self.reservations.append(reservation)
+        return reservation
+
+
+@pytest.mark.parametrize("transport", ["loopback", "mock"])
+async def test_requests_count_from_when_their_headers_leave(
+    server: LocalServer, transport: str
+) -> None:
+    """The limiter stamps a request when httpx writes its headers (trace hook), not at grant.
+
+    A transport without httpcore's trace events (a mock) is stamped when the exchange ends.
+    """
+    import httpx
+
+    limiter = RecordingLimiter()
+    sent_before_answer: list[bool] = []
+
+    async def on_response(response: httpx.Response) -> None:
+        sent_before_answer.append(limiter.reservations[-1].is_sent)
+
+    hooks = {"response": [on_response]}
+    if transport == "loopback":
+        http = httpx.AsyncClient(event_hooks=hooks)
+    else:
+        body = {"status": 200, "message": "success", "data": {"task_id": "t1", "state": 4}}
+        mock = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
+        http = httpx.AsyncClient(transport=mock, event_hooks=hooks)
+    async with http, client_for(server, limiter=limiter, http_client=http) as client:
+        task = await client.create(portrait())
+        await client.get(task.task_id)
+    assert sent_before_answer == [transport == "loopback"] * 2
+    assert all(r.is_sent for r in limiter.reservations) and limiter.unsent == 0

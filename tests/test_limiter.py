@@ -12,7 +12,7 @@ import anyio.lowlevel
 import pytest
 
 from idphoto_async._errors import LimiterTimeoutError
-from idphoto_async._limiter import DEFAULT_MARGIN, Limiter, TokenBucketLimiter
+from idphoto_async._limiter import DEFAULT_MARGIN, Limiter, Reservation, TokenBucketLimiter
 
 pytestmark = pytest.mark.anyio
 
@@ -58,6 +58,8 @@ class FakeClock:
 
 
 def make(qps: float = 2.0, **kwargs: object) -> tuple[TokenBucketLimiter, FakeClock]:
+    """A limiter on a fake clock; margin 4 % unless given (round slot times in the tests)."""
+    kwargs.setdefault("margin", 0.04)
     clock = FakeClock()
     limiter = TokenBucketLimiter(qps, clock=clock, sleep=clock.sleep, **kwargs)  # type: ignore[arg-type]
     return limiter, clock
@@ -189,6 +191,96 @@ async def test_spacing_is_exactly_margin_over_qps() -> None:
     assert grants[0] == T0
 
 
+# -- departures (reserve) ----------------------------------------------------------------
+
+
+async def test_reserved_slots_sent_at_once_keep_the_spacing() -> None:
+    limiter, clock = make(2.0)
+    times = []
+    for _ in range(5):
+        reservation = await limiter.reserve()
+        times.append(clock())
+        reservation.sent()
+    assert [b - a for a, b in itertools.pairwise(times)] == pytest.approx([0.52] * 4)
+    assert limiter.unsent == 0
+
+
+async def test_a_late_departure_pushes_the_window_back() -> None:
+    limiter, clock = make(2.0)
+    first = await limiter.reserve()  # granted at T0 ...
+    second = await limiter.reserve()  # ... and T0 + 0.52, which leaves at once
+    second.sent()
+    first.sent(at=T0 + 0.6)  # e.g. a TLS handshake held the first one back
+    assert (first.is_sent, limiter.unsent) == (True, 0)
+    await limiter.acquire()
+    # Counted from the grants, the third slot would be T0 + 1.04: three arrivals within
+    # [T0 + 0.52, T0 + 1.04]. Counted from departures it waits a window after T0 + 0.52.
+    assert clock() == pytest.approx(T0 + 0.52 + 1.04)
+    assert max_in_window([T0 + 0.6, T0 + 0.52, clock()], 1.0) <= 2
+
+
+async def test_unsent_reservations_hold_their_places_until_they_leave() -> None:
+    limiter, clock = make(2.0)
+    first = await limiter.reserve()
+    second = await limiter.reserve()
+    assert limiter.unsent == 2
+    granted: list[float] = []
+
+    async def third() -> None:
+        await limiter.acquire()
+        granted.append(clock())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(third)
+        await until(lambda: limiter.waiting == 1)
+        clock.now = T0 + 30.0  # however long they take to leave: nothing is granted
+        for _ in range(50):
+            await anyio.lowlevel.checkpoint()
+        assert granted == []
+        with pytest.raises(LimiterTimeoutError) as info:  # the estimate is finite, though
+            await limiter.acquire(timeout=0)
+        assert info.value.retry_after is not None and info.value.retry_after < 5
+        first.sent()  # at T0 + 30; the second may still leave at any moment
+    assert granted == [pytest.approx(T0 + 31.04)]
+    second.sent()
+    second.sent()  # idempotent
+    assert limiter.unsent == 0
+
+
+async def test_departures_never_crowd_a_window_whatever_the_delays() -> None:
+    limiter, clock = make(2.0, margin=0.01)
+    rng = random.Random(11)
+    departures: list[float] = []
+    unsent: list[tuple[float, Reservation]] = []
+    finished = anyio.Event()
+
+    async def requests() -> None:
+        for _ in range(200):
+            reservation = await limiter.reserve()
+            delay = rng.choice([0.0, 0.0, 0.002, rng.uniform(0.0, 0.9)])
+            unsent.append((clock() + delay, reservation))
+        finished.set()
+
+    async def network() -> None:
+        while not finished.is_set() or unsent:
+            for _ in range(20):
+                await anyio.lowlevel.checkpoint()
+            unsent.sort(key=lambda item: item[0])
+            if unsent and unsent[0][0] > clock() and limiter.unsent >= 2:
+                clock.now = unsent[0][0]  # everybody waits for a departure: time passes
+            while unsent and unsent[0][0] <= clock():
+                due, reservation = unsent.pop(0)
+                reservation.sent(at=due)
+                departures.append(due)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(requests)
+        tg.start_soon(network)
+    assert len(departures) == 200
+    assert max_in_window(departures, 1.0) <= 2
+    assert limiter.unsent == 0
+
+
 # -- order -------------------------------------------------------------------------------
 
 
@@ -212,7 +304,7 @@ async def test_thousands_of_waiters_fifo_without_herd() -> None:
     assert clock.now - T0 == pytest.approx(2999 * 0.104)
 
 
-async def test_priority_waiters_go_first_fifo_within_class() -> None:
+async def test_priority_waiters_go_first_then_take_turns_fifo_within_class() -> None:
     limiter, clock = make(2.0)
     await limiter.acquire()
     clock.hold()
@@ -229,8 +321,33 @@ async def test_priority_waiters_go_first_fifo_within_class() -> None:
             await until(lambda count=count: limiter.waiting == count)  # type: ignore[misc]
         await until(lambda: clock.sleeping == 1)  # only p1, the new head, sleeps
         clock.release()
-    assert order == ["p1", "p2", "n1", "n2", "n3"]
+    # Priority first, then turns while both classes wait (no run of queries starves creates).
+    assert order == ["p1", "n1", "p2", "n2", "n3"]
     assert clock.now == pytest.approx(T0 + 5 * 0.52)
+
+
+async def test_queries_and_creates_take_turns_at_the_bound() -> None:
+    """A block of due queries must not starve creates: turns while both wait, then the rest."""
+    limiter, clock = make(2.0)
+    await limiter.acquire()
+    clock.hold()
+    order: list[str] = []
+
+    async def one(name: str, priority: bool) -> None:
+        await limiter.acquire(priority=priority)
+        order.append(name)
+
+    async with anyio.create_task_group() as tg:
+        names = [(f"c{i}", False) for i in range(3)] + [(f"q{i}", True) for i in range(5)]
+        for count, (name, priority) in enumerate(names, 1):
+            tg.start_soon(one, name, priority)
+            await until(lambda count=count: limiter.waiting == count)  # type: ignore[misc]
+        # A query waits for the 5 queries ahead and the 3 creates that take turns with them.
+        with pytest.raises(LimiterTimeoutError) as info:
+            await limiter.acquire(priority=True, timeout=0)
+        assert info.value.retry_after == pytest.approx(0.52 + 8 * 0.52)
+        clock.release()
+    assert order == ["q0", "c0", "q1", "c1", "q2", "c2", "q3", "q4"]
 
 
 # -- cancellation ------------------------------------------------------------------------
@@ -402,9 +519,9 @@ async def test_queued_waiter_times_out_while_another_is_head() -> None:
         clock.release()
     assert results == {
         "p1": pytest.approx(T0 + 1.04),
-        "p2": pytest.approx(T0 + 2.08),
-        "c": ("timeout", pytest.approx(T0 + 2.5)),  # while b was the head, asleep
-        "b": pytest.approx(T0 + 3.12),
+        "b": pytest.approx(T0 + 2.08),  # takes its turn after one priority grant
+        "c": ("timeout", pytest.approx(T0 + 2.5)),  # while p2 was the head, asleep
+        "p2": pytest.approx(T0 + 3.12),
     }
 
 

@@ -20,8 +20,13 @@ import redis.asyncio
 from redis_server import free_port, running_redis_server
 
 from idphoto_async._errors import IDPhotoError, LimiterTimeoutError
-from idphoto_async._limiter import DEFAULT_MARGIN, Limiter
-from idphoto_async._redis_limiter import LimiterUnavailableError, RedisLimiter, redact_url
+from idphoto_async._limiter import Limiter
+from idphoto_async._redis_limiter import (
+    REDIS_DEFAULT_MARGIN,
+    LimiterUnavailableError,
+    RedisLimiter,
+    redact_url,
+)
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +162,7 @@ async def test_on_rate_limited_pauses_every_instance_and_slows_down(
     redis_url: str, key: str
 ) -> None:
     qps = 10.0
-    spacing = (1 + DEFAULT_MARGIN) / qps
+    spacing = (1 + REDIS_DEFAULT_MARGIN) / qps
     a = RedisLimiter(redis_url, key=key, qps=qps)
     b = RedisLimiter(redis_url, key=key, qps=qps)
     try:
@@ -186,7 +191,7 @@ async def test_state_lives_in_redis_server_time(redis_url: str, key: str) -> Non
     sync = redis.Redis.from_url(redis_url)
     seconds, micros = sync.time()
     tat = float(sync.hgetall(key)[b"tat"]) / 1e6
-    assert 0 < tat - (seconds + micros / 1e6) <= (1 + DEFAULT_MARGIN) / 2
+    assert 0 < tat - (seconds + micros / 1e6) <= (1 + REDIS_DEFAULT_MARGIN) / 2
     assert 0 < sync.pttl(key) <= 62_000
 
 
@@ -332,7 +337,7 @@ async def test_fail_mode_local_falls_back_to_qps_per_worker(
             await limiter.acquire()
             stamps.append(time.monotonic())
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    assert min(gaps) >= (1 + DEFAULT_MARGIN) / 5 * 0.95  # 10 qps / 2 workers
+    assert min(gaps) >= (1 + REDIS_DEFAULT_MARGIN) / 5 * 0.95  # 10 qps / 2 workers
     assert max(gaps) < 0.5
     warnings = [r for r in caplog.records if "in-process limiter" in r.getMessage()]
     assert len(warnings) == 1

@@ -5,10 +5,17 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
+from statistics import NormalDist
 
 from ._constants import MAX_PROCESSING_SECONDS
 
 __all__ = ["PollSchedule"]
+
+PRIOR_LOG_SPREAD = 0.5
+"""Prior standard deviation of log durations for the busy fit (a lognormal's sigma)."""
+PRIOR_WEIGHT = 4
+"""How many observations the prior spread counts as."""
+_SHORTEST = 0.05  # durations below this are taken as this in the log fit (0 s answers)
 
 
 class PollSchedule:
@@ -27,8 +34,12 @@ class PollSchedule:
     no throughput, since the limiter is then the bottleneck, and it saves requests, which
     are what the QPS bound counts. About 1.3 queries per task instead of 3-4. When the
     caller says requests are the bottleneck (``busy``: the rate limiter has a queue, as in a
-    batch at the QPS bound), the first query aims at `busy_quantile` (97 %) instead:
-    about 1.05 queries per task.
+    batch at the QPS bound), the first query aims at `busy_quantile` (97 %) instead, and
+    not at the observed quantile alone: a quantile read off a few dozen durations is too
+    low about half the time (the 97 % of 64 observations is their third largest, which 4.6 %
+    of tasks exceed on average). It takes the larger of that and the predictive quantile of
+    a lognormal fit to the window (log mean and spread, the spread shrunk towards
+    `PRIOR_LOG_SPREAD` while observations are few): about 1.03 queries per task.
 
     Every method is O(window) at most. An instance is meant for one event loop (it does no
     locking; no method awaits).
@@ -40,7 +51,7 @@ class PollSchedule:
         initial_guess: float = 3.0,
         quantile: float = 0.8,
         busy_quantile: float = 0.97,
-        busy_prior: float = 2.0,
+        busy_prior: float = 3.0,
         window: int = 64,
         min_delay: float = 0.25,
         max_delay: float = 10.0,
@@ -72,6 +83,8 @@ class PollSchedule:
         self.backoff = float(backoff)
         self._recent: deque[float] = deque()
         self._sorted: list[float] = []
+        self._log_sum = 0.0  # of log(max(duration, _SHORTEST)) over the window
+        self._log_sq_sum = 0.0
 
     def __repr__(self) -> str:
         return (
@@ -92,7 +105,10 @@ class PollSchedule:
         `busy_prior` times `initial_guess`.
         """
         if self._sorted:
-            guess = self._at(self.busy_quantile if busy else self.quantile)
+            if busy:
+                guess = max(self._at(self.busy_quantile), self._predicted(self.busy_quantile))
+            else:
+                guess = self._at(self.quantile)
         else:
             guess = self.initial_guess * (self.busy_prior if busy else 1.0)
         return min(MAX_PROCESSING_SECONDS, max(self.min_delay, guess))
@@ -125,8 +141,27 @@ class PollSchedule:
         if len(self._recent) == self.window:
             oldest = self._recent.popleft()
             del self._sorted[bisect.bisect_left(self._sorted, oldest)]
+            log = math.log(max(oldest, _SHORTEST))
+            self._log_sum -= log
+            self._log_sq_sum -= log * log
         self._recent.append(duration)
         bisect.insort(self._sorted, duration)
+        log = math.log(max(duration, _SHORTEST))
+        self._log_sum += log
+        self._log_sq_sum += log * log
+
+    def _predicted(self, level: float) -> float:
+        """The ``level`` quantile of the next duration under a lognormal fit to the window.
+
+        Predictive: the spread includes the uncertainty of the fitted mean (``1 + 1/n``),
+        and with few observations it leans on `PRIOR_LOG_SPREAD`.
+        """
+        n = len(self._recent)
+        mean = self._log_sum / n
+        squares = max(0.0, self._log_sq_sum - n * mean * mean)  # (n - 1) * sample variance
+        variance = (PRIOR_WEIGHT * PRIOR_LOG_SPREAD**2 + squares) / (PRIOR_WEIGHT + n - 1)
+        spread = math.sqrt(variance * (1.0 + 1.0 / n))
+        return math.exp(min(mean + NormalDist().inv_cdf(level) * spread, 700.0))
 
     def _index(self, level: float) -> int:
         return min(len(self._sorted) - 1, max(0, math.ceil(level * len(self._sorted)) - 1))

@@ -235,8 +235,11 @@ def render(
         "- Server: `python -m idphoto_async.server --engine basic --seed 1` as its own uvicorn "
         "process on loopback, fresh for every run; each client runs in its own subprocess.",
         "",
-        "Photos/s (steady) is the completion rate between the 10th and 90th percentile "
-        "completions (least squares), without the fill and the drain; photos/s (wall) is "
+        "Photos/s (steady) is the completion rate with the pipeline full (least squares "
+        "over the completions from the 10th percentile one to the 90th, none after the "
+        "server saw the last create): without the fill and the drain, where the photos "
+        "still in flight need only their queries and finish faster than the bound allows "
+        "in the long run; photos/s (wall) is "
         "photos / wall time. Bound = QPS / (1 request per photo in sync mode, 2 otherwise). "
         "Req/photo and 429s come from the server's stats; client CPU is user + sys of the "
         "client process during the run.",

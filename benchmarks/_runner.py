@@ -88,6 +88,7 @@ def main() -> None:
     sampler = RssSampler(progress, interval=spec.get("rss_interval", 0.1))
     before = resource.getrusage(resource.RUSAGE_SELF)
     progress.start = time.perf_counter()
+    start_monotonic = time.monotonic()
     sampler.start()
     profile = spec.get("profile")
     if profile:  # pyinstrument text profile of the run (for diagnosis, not timings)
@@ -109,6 +110,7 @@ def main() -> None:
         "cpu": cpu,
         "peak_rss": max(peak_rss_bytes() or 0, max(r for _, r in sampler.samples)),
         "times": progress.times,
+        "start_monotonic": start_monotonic,
         "rss": sampler.samples,
     }
     print(json.dumps(result))

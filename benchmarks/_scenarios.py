@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import shutil
 import statistics
@@ -201,7 +202,7 @@ def measure(
     requests = stats["requests"]
     api_requests = requests.get("create", 0) + requests.get("query", 0)
     bound = scenario.qps / spec.min_requests
-    steady = steady_rate(sorted(result["times"]), wall)
+    steady = steady_rate(sorted(result["times"]), wall, until=last_create(result, stats))
     return {
         "photos": n,
         "ok": result["ok"],
@@ -227,12 +228,34 @@ def measure(
     }
 
 
-def steady_rate(times: list[float], wall: float) -> float:
-    """Photos/s over the 10th to 90th percentile completions (least squares, no fill/drain)."""
+def last_create(result: dict[str, Any], stats: dict[str, Any]) -> float | None:
+    """When the server saw the run's last create, in seconds since the client started.
+
+    Both processes read the same monotonic clock; the server's is shifted by its offset.
+    """
+    span = stats.get("arrival_span", {}).get("create")
+    start = result.get("start_monotonic")
+    if span is None or start is None:
+        return None
+    return float(span["last"] - stats.get("clock_offset", 0.0) - start)
+
+
+def steady_rate(times: list[float], wall: float, until: float | None = None) -> float:
+    """Photos/s with the pipeline full: least squares over the completions from the 10th
+    percentile one to the 90th, and none after ``until`` (the last create).
+
+    That leaves out the fill (nothing done yet) and the drain: once every input is created,
+    the photos still in flight need only their status queries, so they finish faster than
+    the bound allows in the long run (up to QPS photos/s in async mode).
+    """
     n = len(times)
     if n < 10:
         return n / wall if wall > 0 else 0.0
     lo, hi = math.floor(0.1 * n), math.ceil(0.9 * n) - 1
+    if until is not None:
+        hi = min(hi, bisect.bisect_right(times, until) - 1)
+        if hi - lo < 4:  # too few completions before the drain: no steady phase to fit
+            return n / wall if wall > 0 else 0.0
     slope = _slope([float(i) for i in range(lo, hi + 1)], times[lo : hi + 1])
     time_per_photo = slope if slope else 0.0
     return 1.0 / time_per_photo if time_per_photo > 0 else n / wall

@@ -57,3 +57,16 @@ def test_every_scenario_runs_at_tiny_size(tmp_path: Path) -> None:
     assert report.count("\n## ") == len(names) + 3  # + engine, targets, analysis
     assert "| target | result | figure |" in report
     assert "ours, sync" in report
+
+
+def test_steady_rate_leaves_out_the_drain() -> None:
+    """40 photos at 1/s while creates go out, then 20 finishing at 4/s (queries only)."""
+    from benchmarks._scenarios import last_create, steady_rate
+
+    times = [float(i) for i in range(1, 41)] + [40 + 0.25 * i for i in range(1, 21)]
+    assert steady_rate(times, 45.0) > 1.15  # the drain inflates the 10-90 % fit
+    assert steady_rate(times, 45.0, until=40.1) == pytest.approx(1.0)
+    assert steady_rate(times, 45.0, until=3.0) == pytest.approx(60 / 45)  # no steady phase
+    stats = {"arrival_span": {"create": {"first": 100.0, "last": 140.5}}, "clock_offset": 0.0}
+    assert last_create({"start_monotonic": 100.0}, stats) == pytest.approx(40.5)
+    assert last_create({}, stats) is None

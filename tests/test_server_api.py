@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -216,6 +217,11 @@ async def test_stats_count_creates_successes_downloads(
     stats = server.stats()
     assert stats["engine"] == "basic"
     assert stats["requests"] == {"create": 1, "download": 1, "query": 1}
+    # When the first and last API requests of each kind arrived (server's monotonic clock).
+    spans = stats["arrival_span"]
+    assert set(spans) == {"create", "query"}
+    assert spans["create"]["first"] == spans["create"]["last"] <= spans["query"]["first"]
+    assert spans["query"]["last"] <= time.monotonic() + stats["clock_offset"]
     assert (stats["creates"], stats["successes"], stats["downloads"]) == (1, 1, 1)
     assert stats["tasks_by_state"]["1"] >= 1
     over_http = (await client.get("/_local/stats")).json()["data"]

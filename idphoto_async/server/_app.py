@@ -54,7 +54,7 @@ async def _admit(request: Request, endpoint: Literal["create", "query"]) -> Resp
     else:
         identity = key_label(key) if key else (request.client.host if request.client else "-")
     now = state.clock.monotonic()
-    state.stats.arrival(identity, now)
+    state.stats.arrival(identity, now, endpoint)
     if state.limiter is not None and (config.rate_scope == "all" or endpoint == "create"):
         wait = state.limiter.check(identity, now)
         if wait is not None:

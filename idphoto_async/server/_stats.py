@@ -27,6 +27,7 @@ class Stats:
         self._outcomes: collections.Counter[int] = collections.Counter()
         self._faults: collections.Counter[str] = collections.Counter()
         self._counts: collections.Counter[str] = collections.Counter()
+        self._spans: dict[str, list[float]] = {}
         self._arrivals.clear()
 
     def reset(self) -> None:
@@ -39,9 +40,11 @@ class Stats:
         with self._lock:
             self._requests[endpoint] += 1
 
-    def arrival(self, identity: str, now: float) -> None:
-        """An API request from ``identity`` (a key label or client address) at ``now``."""
+    def arrival(self, identity: str, now: float, endpoint: str = "api") -> None:
+        """An API request to ``endpoint`` from ``identity`` (a key label or address) at ``now``."""
         with self._lock:
+            span = self._spans.setdefault(endpoint, [now, now])
+            span[1] = now
             window = self._arrivals.setdefault(identity, collections.deque())
             window.append(now)
             while window and window[0] <= now - _WINDOW:
@@ -91,4 +94,5 @@ class Stats:
                 "faults": dict(self._faults),
                 "faults_total": sum(self._faults.values()),
                 "clock_offset": clock_offset,
+                "arrival_span": {k: {"first": v[0], "last": v[1]} for k, v in self._spans.items()},
             }

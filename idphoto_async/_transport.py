@@ -34,6 +34,8 @@ __all__ = ["ApiCaller", "Secret"]
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 """Cap on an API answer: a base64 result of the largest ID photo fits well within it."""
+SMALL_BODY = 1024 * 1024
+"""Multipart bodies up to this size are joined before sending (see `_join_small_body`)."""
 BODY_DEADLINE_FACTOR = 2.0
 """The whole answer body must arrive within this many read timeouts. httpx's read timeout
 bounds each read only: a server trickling a byte at a time would otherwise never time out."""
@@ -171,6 +173,8 @@ class ApiCaller:
                 timeout=timeout or self.timeout,
                 extensions=None if reservation is None else {"trace": _departure(reservation)},
             )
+            if files is not None:
+                _join_small_body(request)
             async with self.connection_slots():
                 self.requests_sent += 1
                 response, body = await self._exchange(request, timeout)
@@ -300,6 +304,19 @@ def _departure(reservation: Reservation) -> Callable[[str, Mapping[str, Any]], A
             reservation.sent()
 
     return trace
+
+
+def _join_small_body(request: httpx.Request) -> None:
+    """Join a small multipart body into one chunk: one socket write instead of ~15.
+
+    httpx streams a multipart body part by part (boundary, part headers, value, CRLF for
+    each form field), and httpcore writes each piece with its own system call and timeout
+    scope: about 15 writes for a create. A large upload stays streamed (in 64 KiB chunks)
+    so as not to hold a second copy of it.
+    """
+    length = request.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) <= SMALL_BODY:
+        request.read()
 
 
 def _parse_envelope(body: bytes) -> dict[str, Any] | None:

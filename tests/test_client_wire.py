@@ -632,3 +632,24 @@ async def test_large_download_spills_to_disk_and_stays_atomic(tmp_path: Path, cu
             assert path.read_bytes() == image
     expected = [] if cut else ["r.jpg"]
     assert [p.name for p in (tmp_path / "out").iterdir()] == expected
+
+
+def test_small_multipart_bodies_go_out_as_one_chunk() -> None:
+    """httpx streams a multipart body part by part (one socket write each); a small one is
+    joined first, a large one stays streamed instead of being copied whole."""
+    from idphoto_async._transport import SMALL_BODY, _join_small_body
+
+    def build(image: bytes) -> httpx.Request:
+        fields = {"sync": (None, "0"), "size": (None, "295x413"), "image_file": ("a.jpg", image)}
+        return httpx.Request("POST", BASE, files=fields)
+
+    streamed = build(jpeg_bytes())
+    assert len(list(streamed.stream)) > 5  # what httpx would write piece by piece
+    small = build(jpeg_bytes())
+    _join_small_body(small)
+    (chunk,) = list(small.stream)
+    assert len(chunk) == int(small.headers["Content-Length"]) == len(streamed.read())
+    assert chunk.endswith(b"--\r\n") and b'name="image_file"' in chunk
+    large = build(b"\xff" * (SMALL_BODY + 1))
+    _join_small_body(large)
+    assert len(list(large.stream)) > 5

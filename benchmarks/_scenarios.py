@@ -7,7 +7,7 @@ import math
 import shutil
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,18 +60,10 @@ class Scenario:
     processing: str
     clients: tuple[ClientSpec, ...]
     max_repeat: int | None = None
-    extra_server_args: tuple[str, ...] = field(default=())
 
-    def server_args(self) -> list[str]:
-        return [
-            "--qps",
-            f"{self.qps:g}",
-            "--processing-time",
-            self.processing,
-            "--seed",
-            "1",
-            *self.extra_server_args,
-        ]
+    def server_config(self) -> dict[str, Any]:
+        """`ServerConfig` fields of the scenario's server (engine ``basic``, seed 1)."""
+        return {"qps": self.qps, "processing_time": self.processing, "seed": 1}
 
 
 OURS_ASYNC = ClientSpec("ours, async", "ours", "async")
@@ -166,7 +158,7 @@ def run_once(
     """One client run against a fresh server; the figures of :func:`measure`."""
     n = spec.n or scenario.n
     out_dir = work_dir / f"out-{scenario.name}-{spec.client}-{spec.mode}-{tag}"
-    with ServerProcess(scenario.server_args()) as server:
+    with ServerProcess(**scenario.server_config()) as server:
         cpu_before = server.cpu_seconds()
         result = run_client_process(
             {

@@ -15,12 +15,13 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 import anyio
 import attrs
@@ -220,6 +221,7 @@ class LocalServerProcess:
         self._flags = _config_flags({**TESTING_DEFAULTS, **config})
         self._startup_timeout = startup_timeout
         self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
         self._port = 0
 
     @property
@@ -229,22 +231,34 @@ class LocalServerProcess:
             raise RuntimeError("the server is not running")
         return f"http://127.0.0.1:{self._port}"
 
+    @property
+    def pid(self) -> int:
+        """The server process's id (e.g. to measure its CPU time)."""
+        if self._proc is None:
+            raise RuntimeError("the server is not running")
+        return self._proc.pid
+
     def start(self) -> None:
         """Start the process; returns once it answers."""
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", 0))
             self._port = sock.getsockname()[1]
         cmd = [sys.executable, "-m", "idphoto_async.server", "--host", "127.0.0.1"]
+        # Its log goes to a file, not a pipe: a pipe nobody reads would fill up and stall
+        # the server in a long run that logs errors (fault injection).
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         self._proc = subprocess.Popen(
             [*cmd, "--port", str(self._port), *self._flags],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self._stderr,
         )
         deadline = time.monotonic() + self._startup_timeout
         while True:
             if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+                self._stderr.seek(0)
+                err = self._stderr.read().decode(errors="replace")
                 self._proc = None
+                self._close_log()
                 raise RuntimeError(f"the local server process exited: {err.strip()[-500:]}")
             try:
                 self.stats()
@@ -266,8 +280,12 @@ class LocalServerProcess:
         except subprocess.TimeoutExpired:  # pragma: no cover - a stuck server
             proc.kill()
             proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        log, self._stderr = self._stderr, None
+        if log is not None:
+            log.close()
 
     def _admin(self, method: str, path: str, **kwargs: Any) -> Any:
         with httpx.Client(trust_env=False, timeout=10.0) as http:

@@ -10,6 +10,7 @@ import threading
 import time
 
 import httpx
+import psutil
 import pytest
 from _server_support import create
 
@@ -149,5 +150,8 @@ def test_local_server_process_speaks_the_api_with_knobs() -> None:
         assert srv.stats()["clock_offset"] == 10
         srv.reset_stats()
         assert srv.stats()["requests"].get("query", 0) == 0
+        assert psutil.Process(srv.pid).cmdline()[1:3] == ["-m", "idphoto_async.server"]
+    with pytest.raises(RuntimeError, match="not running"):
+        srv.pid  # noqa: B018
     with pytest.raises(ValueError, match="qps"):
         LocalServerProcess(qps=-1)

@@ -19,12 +19,10 @@ from ._scenarios import DEFAULT_SCENARIOS, run_scenario, scenarios
 HERE = Path(__file__).resolve().parent
 
 
-def engine_line(photos: int = 20) -> list[str] | None:
-    """The table of ``engine_throughput.py`` if mediapipe is importable, else None."""
-    if importlib.util.find_spec("mediapipe") is None:
-        return None
+def script_table(script: str, *args: str) -> list[str]:
+    """The markdown table printed by ``benchmarks/<script>``, run in its own process."""
     proc = subprocess.run(
-        [sys.executable, str(HERE / "engine_throughput.py"), "--photos", str(photos)],
+        [sys.executable, str(HERE / script), *args],
         capture_output=True,
         text=True,
         check=False,
@@ -32,8 +30,20 @@ def engine_line(photos: int = 20) -> list[str] | None:
         timeout=600,
     )
     if proc.returncode != 0:
-        return [f"(engine_throughput.py failed: {proc.stderr.strip().splitlines()[-1:]})"]
+        return [f"({script} failed: {proc.stderr.strip().splitlines()[-1:]})"]
     return [line for line in proc.stdout.splitlines() if line.startswith("|")]
+
+
+def engine_line(photos: int = 20) -> list[str] | None:
+    """The table of ``engine_throughput.py`` if mediapipe is importable, else None."""
+    if importlib.util.find_spec("mediapipe") is None:
+        return None
+    return script_table("engine_throughput.py", "--photos", str(photos))
+
+
+def floor_line(requests: int = 300) -> list[str]:
+    """The table of ``http_floor.py``: client CPU per request, one at a time."""
+    return script_table("http_floor.py", "--requests", str(requests))
 
 
 def rerender(dump_path: Path, output: Path) -> int:
@@ -48,6 +58,7 @@ def rerender(dump_path: Path, output: Path) -> int:
         elapsed=dump.get("elapsed", 0.0),
         load_after=dump.get("load_after", "?"),
         engine_line=dump.get("engine_line"),
+        floor_line=dump.get("floor_line"),
         analysis=analysis_file.read_text() if analysis_file.exists() else None,
     )
     output.write_text(report)
@@ -106,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 raw=raw[name],
             )
     engine = None if args.no_engine or args.quick else engine_line()
+    floor = None if args.quick else floor_line()
     analysis_file = HERE / "ANALYSIS.md"
     elapsed = time.perf_counter() - start
     load_after = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -117,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         elapsed=elapsed,
         load_after=load_after,
         engine_line=engine,
+        floor_line=floor,
         analysis=analysis_file.read_text() if analysis_file.exists() and not args.quick else None,
     )
     print(report)
@@ -130,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             "elapsed": elapsed,
             "load_after": load_after,
             "engine_line": engine,
+            "floor_line": floor,
             "medians": results,
             "runs": raw,
         }

@@ -219,6 +219,7 @@ def render(
     elapsed: float,
     load_after: str,
     engine_line: list[str] | None = None,
+    floor_line: list[str] | None = None,
     analysis: str | None = None,
 ) -> str:
     """The whole report as markdown."""
@@ -254,6 +255,9 @@ def render(
     if engine_line:
         out += ["", "## Local engine throughput (`benchmarks/engine_throughput.py`)", ""]
         out += engine_line
+    if floor_line:
+        out += ["", "## Client CPU per HTTP request (`benchmarks/http_floor.py`)", ""]
+        out += floor_line
     out += ["", "## Targets", "", "| target | result | figure |", "| --- | --- | --- |"]
     for target, ok, detail in _target_rows(results):
         verdict = "not run" if ok is None else ("**met**" if ok else "**missed**")

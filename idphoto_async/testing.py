@@ -186,6 +186,7 @@ async def _local_server(
 
 
 _FLAG_NAMES = {"count_refused": "count-refused", "send_retry_after": "retry-after"}
+_NONE_FLAGS = {"qps": "--qps=0"}  # fields where None means something: qps=None is no limit
 
 
 def _config_flags(config: dict[str, Any]) -> list[str]:
@@ -193,6 +194,8 @@ def _config_flags(config: dict[str, Any]) -> list[str]:
     flags: list[str] = []
     for name, value in config.items():
         if value is None:
+            if name in _NONE_FLAGS:
+                flags.append(_NONE_FLAGS[name])
             continue
         if name == "api_keys":
             flags += [f"--api-key={key}" for key in value]

@@ -70,3 +70,18 @@ def test_steady_rate_leaves_out_the_drain() -> None:
     stats = {"arrival_span": {"create": {"first": 100.0, "last": 140.5}}, "clock_offset": 0.0}
     assert last_create({"start_monotonic": 100.0}, stats) == pytest.approx(40.5)
     assert last_create({}, stats) is None
+
+
+def test_http_floor_script_prints_its_table() -> None:
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "http_floor.py"), "--requests", "5"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert len(rows) == 2 + 7  # header, rule, one row per request kind
+    assert all(float(row.split("|")[2]) > 0 for row in rows[2:])

@@ -155,3 +155,12 @@ def test_local_server_process_speaks_the_api_with_knobs() -> None:
         srv.pid  # noqa: B018
     with pytest.raises(ValueError, match="qps"):
         LocalServerProcess(qps=-1)
+
+
+def test_local_server_process_without_a_rate_limit() -> None:
+    from idphoto_async.testing import LocalServerProcess
+
+    with LocalServerProcess(qps=None) as srv, httpx.Client(base_url=srv.base_url) as http:
+        codes = {http.get("/api/tasks/visual/idphoto/nope").status_code for _ in range(6)}
+        assert codes == {404}  # never 429, however fast
+        assert srv.stats()["rate_limited"] == 0

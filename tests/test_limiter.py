@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 import anyio.lowlevel
@@ -304,8 +304,13 @@ async def test_thousands_of_waiters_fifo_without_herd() -> None:
     assert clock.now - T0 == pytest.approx(2999 * 0.104)
 
 
-async def test_priority_waiters_go_first_then_take_turns_fifo_within_class() -> None:
-    limiter, clock = make(2.0)
+async def grant_order(
+    limiter: TokenBucketLimiter,
+    clock: FakeClock,
+    names: list[tuple[str, bool]],
+    while_queued: Callable[[], Awaitable[None]] | None = None,
+) -> list[str]:
+    """Queue ``(name, priority)`` waiters while the clock is held; their order of grants."""
     await limiter.acquire()
     clock.hold()
     order: list[str] = []
@@ -315,12 +320,23 @@ async def test_priority_waiters_go_first_then_take_turns_fifo_within_class() -> 
         order.append(name)
 
     async with anyio.create_task_group() as tg:
-        names = [("n1", False), ("n2", False), ("p1", True), ("n3", False), ("p2", True)]
         for count, (name, priority) in enumerate(names, 1):
             tg.start_soon(one, name, priority)
             await until(lambda count=count: limiter.waiting == count)  # type: ignore[misc]
-        await until(lambda: clock.sleeping == 1)  # only p1, the new head, sleeps
+        if while_queued is not None:
+            await while_queued()
         clock.release()
+    return order
+
+
+async def test_priority_waiters_go_first_then_take_turns_fifo_within_class() -> None:
+    limiter, clock = make(2.0)
+
+    async def only_the_new_head_sleeps() -> None:
+        await until(lambda: clock.sleeping == 1)  # p1, which displaced n1
+
+    names = [("n1", False), ("n2", False), ("p1", True), ("n3", False), ("p2", True)]
+    order = await grant_order(limiter, clock, names, only_the_new_head_sleeps)
     # Priority first, then turns while both classes wait (no run of queries starves creates).
     assert order == ["p1", "n1", "p2", "n2", "n3"]
     assert clock.now == pytest.approx(T0 + 5 * 0.52)
@@ -329,24 +345,15 @@ async def test_priority_waiters_go_first_then_take_turns_fifo_within_class() -> 
 async def test_queries_and_creates_take_turns_at_the_bound() -> None:
     """A block of due queries must not starve creates: turns while both wait, then the rest."""
     limiter, clock = make(2.0)
-    await limiter.acquire()
-    clock.hold()
-    order: list[str] = []
 
-    async def one(name: str, priority: bool) -> None:
-        await limiter.acquire(priority=priority)
-        order.append(name)
-
-    async with anyio.create_task_group() as tg:
-        names = [(f"c{i}", False) for i in range(3)] + [(f"q{i}", True) for i in range(5)]
-        for count, (name, priority) in enumerate(names, 1):
-            tg.start_soon(one, name, priority)
-            await until(lambda count=count: limiter.waiting == count)  # type: ignore[misc]
+    async def estimate_counts_the_turns() -> None:
         # A query waits for the 5 queries ahead and the 3 creates that take turns with them.
         with pytest.raises(LimiterTimeoutError) as info:
             await limiter.acquire(priority=True, timeout=0)
         assert info.value.retry_after == pytest.approx(0.52 + 8 * 0.52)
-        clock.release()
+
+    names = [(f"c{i}", False) for i in range(3)] + [(f"q{i}", True) for i in range(5)]
+    order = await grant_order(limiter, clock, names, estimate_counts_the_turns)
     assert order == ["q0", "c0", "q1", "c1", "q2", "c2", "q3", "q4"]
 
 

@@ -26,7 +26,7 @@ from ._errors import (
     TaskTimeoutError,
     ValidationError,
 )
-from ._limiter import Limiter, TokenBucketLimiter
+from ._limiter import Limiter, Reservation, TokenBucketLimiter
 from ._models import Task, TaskResult, TaskState
 from ._options import CreateOptions, ReturnType
 from ._paths import BatchItem
@@ -75,6 +75,7 @@ __all__ = [
     "PollSchedule",
     "RateLimitError",
     "RedisLimiter",
+    "Reservation",
     "ResultExpiredError",
     "RetryPolicy",
     "ReturnType",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -75,7 +76,9 @@ class AsyncIDPhotoClient:
         poll_schedule: when to query a task; learns from the tasks this client finishes.
         queue_timeout: longest wait for a request slot before
             `LimiterTimeoutError` (None: wait as long as it takes). A web handler
-            sets it to shed load (answer 503) instead of queueing forever.
+            sets it to shed load (answer 503) instead of queueing forever. It bounds
+            creates and single `get` calls; the queries of `wait` never give up their
+            turn (the task is already paid for: shedding them would lose the photo).
         max_connections: size of the connection pool.
         max_download_bytes: cap on a downloaded result.
     """
@@ -331,9 +334,17 @@ class AsyncIDPhotoClient:
     # -- query and wait ---------------------------------------------------------------------
 
     async def get(
-        self, task_id: str, *, timeout: float | None = None, max_retries: int | None = None
+        self,
+        task_id: str,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        queue_timeout: float | None = None,
     ) -> TaskResult:
-        """Query a task once (one request). Does not raise on a failed state."""
+        """Query a task once (one request). Does not raise on a failed state.
+
+        ``queue_timeout`` overrides the client's for this call (``math.inf``: no limit).
+        """
         if not isinstance(task_id, str) or not task_id.strip():
             raise ValidationError("task_id must be a non-empty string.", field="task_id")
         data, message = await self._api.call(
@@ -343,6 +354,7 @@ class AsyncIDPhotoClient:
             priority=True,
             timeout=self._request_timeout(timeout),
             max_retries=max_retries,
+            queue_timeout=queue_timeout,
         )
         return TaskResult.from_api(data, message=message)
 
@@ -371,7 +383,7 @@ class AsyncIDPhotoClient:
             if remaining <= 0:
                 raise TaskTimeoutError(task.task_id, elapsed)
             await anyio.sleep(max(0.0, min(delay, remaining)))
-            result = await self.get(task.task_id)
+            result = await self.get(task.task_id, queue_timeout=math.inf)  # never shed
             polls += 1
             elapsed = already + anyio.current_time() - start
             if result.is_done:

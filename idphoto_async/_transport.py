@@ -11,6 +11,7 @@ idempotency key, so a create is retried then only when the caller allows it
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -109,6 +110,8 @@ class ApiCaller:
         each time the request is about to go out (after the limiter granted a slot).
         """
         queue_timeout = self.queue_timeout if queue_timeout is None else queue_timeout
+        if queue_timeout == math.inf:  # explicitly unbounded, whatever the client's default
+            queue_timeout = None
         retries = self.retry.max_retries if max_retries is None else max_retries
         attempt = 0
         landed = False  # some attempt may have reached the service (and made a task)

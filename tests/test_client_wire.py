@@ -653,3 +653,29 @@ def test_small_multipart_bodies_go_out_as_one_chunk() -> None:
     large = build(b"\xff" * (SMALL_BODY + 1))
     _join_small_body(large)
     assert len(list(large.stream)) > 5
+
+
+async def test_wait_never_sheds_the_queries_of_a_paid_task() -> None:
+    """queue_timeout sheds new work; a task already created is polled however long it waits."""
+    done = {"task_id": "T1", "state": 1, "image": "https://cdn.test/r.jpg"}
+    answers = {"POST": envelope({"task_id": "T1"}), "GET": envelope(done)}
+    http = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, json=answers[r.method]))
+    )
+    schedule = PollSchedule(initial_guess=0.001, min_delay=0.001, max_delay=0.01)
+    client = AsyncIDPhotoClient(
+        KEY,
+        BASE,
+        http_client=http,
+        limiter=ia.TokenBucketLimiter(5),  # a slot every ~0.2 s
+        queue_timeout=0.05,
+        poll_schedule=schedule,
+    )
+    async with http, client:
+        task = await client.create(jpeg_bytes())
+        with pytest.raises(ia.LimiterTimeoutError):  # one query: shed at once
+            await client.get(task.task_id)
+        result = await client.wait(task)  # waits its turn (~0.2 s) past the 0.05 s bound
+        assert result.is_done
+        with pytest.raises(ia.LimiterTimeoutError):  # and a per-call bound still applies
+            await client.get(task.task_id, queue_timeout=0.01)

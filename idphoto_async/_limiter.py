@@ -381,15 +381,13 @@ class TokenBucketLimiter:
         ``pending_leave_now`` assumes instead that they all leave now (for estimates).
         """
         slot = self._tat - (self._burst - 1) * self._spacing(now)
-        recent = self._recent
-        free = self._limit - self._pending
-        if pending_leave_now and self._pending:
-            recent = sorted([*recent, *[now] * min(self._pending, self._limit)])
-            free = self._limit
+        free = self._limit - self._pending  # places left for the departures on record
         if free <= 0:
-            return math.inf
-        if len(recent) >= free:
-            slot = max(slot, recent[-free] + self._window)
+            if not pending_leave_now:
+                return math.inf
+            slot = max(slot, now + self._window)
+        elif len(self._recent) >= free:
+            slot = max(slot, self._recent[-free] + self._window)
         return max(slot, self._paused_until)
 
     def _take(self, now: float, reserve: bool) -> None:

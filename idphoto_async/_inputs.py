@@ -35,6 +35,9 @@ __all__ = [
     "validate_source",
 ]
 
+INLINE_UPLOAD_BYTES = 1024 * 1024
+"""Image files up to this size are read whole when checked (in a worker thread)."""
+
 ImageFileLike: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 """What ``image_file`` accepts: a path, the bytes of an image, or a binary file object."""
 
@@ -309,7 +312,8 @@ class Upload:
     def httpx_file(self) -> tuple[str, IO[bytes], str]:
         """The tuple for ``httpx``'s ``files={"image_file": ...}``.
 
-        A path is opened (once) and streamed from disk; httpx seeks back to 0 on retries.
+        A large file's path is opened (once) and streamed from disk; httpx seeks back to 0
+        on retries.
         """
         if self._stream is None:
             if isinstance(self._source, str):
@@ -343,8 +347,26 @@ def _upload(source: str | bytes | IO[bytes], info: ImageInfo, filename: str | No
     return Upload(filename=name, content_type=info.content_type, info=info, source=source)
 
 
+def _read_small_file(name: str) -> tuple[bytes, ImageInfo] | None:
+    """A file of at most `INLINE_UPLOAD_BYTES`, read whole and checked; None if larger."""
+    if _stat_file(name).st_size > INLINE_UPLOAD_BYTES:
+        return None
+    with _open_file(name) as stream:
+        data = stream.read(INLINE_UPLOAD_BYTES + 1)
+    if len(data) > INLINE_UPLOAD_BYTES:  # grew since the stat: stream it instead
+        return None
+    label = f"Image file {name!r}"
+    _check_size(len(data), label)
+    return data, _inspect_stream(io.BytesIO(data), len(data), label)
+
+
 def prepare_upload(image_file: ImageFileLike) -> Upload:
-    """Check ``image_file`` (a path, bytes or a binary file object) and prepare its upload."""
+    """Check ``image_file`` (a path, bytes or a binary file object) and prepare its upload.
+
+    Meant for a worker thread: it reads files. A path of at most `INLINE_UPLOAD_BYTES` is
+    read whole here, so sending it does no file I/O on the event loop; a larger one is
+    streamed from disk when sent.
+    """
     if isinstance(image_file, str | os.PathLike):
         name = os.fsdecode(image_file)
         if name.startswith(("http://", "https://")):
@@ -352,6 +374,9 @@ def prepare_upload(image_file: ImageFileLike) -> Upload:
                 f"image_file {name[:80]!r} is a URL: pass it as image_url instead.",
                 field="image_file",
             )
+        small = _read_small_file(name)
+        if small is not None:
+            return _upload(small[0], small[1], name)
         return _upload(name, inspect_image_path(name), name)
     if isinstance(image_file, bytes | bytearray | memoryview):
         data = bytes(image_file)

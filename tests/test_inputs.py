@@ -21,6 +21,7 @@ from idphoto_async import _inputs
 from idphoto_async._constants import MAX_UPLOAD_BYTES
 from idphoto_async._errors import ValidationError
 from idphoto_async._inputs import (
+    INLINE_UPLOAD_BYTES,
     ImageInfo,
     Upload,
     inspect_image_bytes,
@@ -326,14 +327,33 @@ def test_closed_file_object(jpeg_path: Path) -> None:
 # --- uploads -------------------------------------------------------------------------------
 
 
-def test_path_upload_streams_from_an_open_file_and_closes_it(jpeg_path: Path) -> None:
-    upload = prepare_upload(jpeg_path)
+def test_small_path_upload_is_read_when_checked(jpeg_path: Path) -> None:
+    """No file I/O left for the event loop: the bytes come with the check (worker thread)."""
+    with prepare_upload(jpeg_path) as upload:
+        filename, stream, content_type = upload.httpx_file()
+        assert (filename, content_type) == ("portrait.jpg", "image/jpeg")
+        assert isinstance(stream, io.BytesIO)
+        assert stream.read() == jpeg_path.read_bytes()
+
+
+def large_png(directory: Path) -> Path:
+    """A valid PNG padded (sparsely) past `INLINE_UPLOAD_BYTES`."""
+    path = directory / "large.png"
+    path.write_bytes(image_bytes("PNG"))
+    with path.open("r+b") as grow:
+        grow.truncate(INLINE_UPLOAD_BYTES + 1)
+    return path
+
+
+def test_large_path_upload_streams_from_an_open_file_and_closes_it(tmp_path: Path) -> None:
+    path = large_png(tmp_path)
+    upload = prepare_upload(path)
     filename, stream, content_type = upload.httpx_file()
-    assert (filename, content_type) == ("portrait.jpg", "image/jpeg")
+    assert (filename, content_type) == ("large.png", "image/png")
     assert isinstance(stream, io.BufferedReader)  # an open file, not the bytes
     assert not stream.closed
     assert upload.httpx_file()[1] is stream  # opened once
-    assert stream.read() == jpeg_path.read_bytes()
+    assert stream.read() == path.read_bytes()
     upload.close()
     assert stream.closed
     upload.close()  # twice is fine
@@ -419,10 +439,15 @@ def test_url_passed_as_image_file() -> None:
     assert "image_url" in rejected(prepare_upload, "https://example.com/a.jpg")
 
 
-def test_path_upload_whose_file_vanished(jpeg_path: Path) -> None:
-    upload = prepare_upload(jpeg_path)
-    jpeg_path.unlink()
+def test_path_upload_whose_file_vanished(jpeg_path: Path, tmp_path: Path) -> None:
+    large = large_png(tmp_path)
+    upload = prepare_upload(large)
+    large.unlink()
     assert "cannot be read" in rejected(upload.httpx_file)
+    data = jpeg_path.read_bytes()
+    with prepare_upload(jpeg_path) as small:  # already read whole: nothing to vanish
+        jpeg_path.unlink()
+        assert small.httpx_file()[1].read() == data
 
 
 def test_upload_goes_through_httpx_multipart(jpeg_path: Path) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 import anyio
 
 from idphoto_async import AsyncIDPhotoClient
-from idphoto_async._polling import PollSchedule
 
 from ._progress import Progress
 
@@ -23,13 +22,11 @@ def run_ours(
     mode: str,
     qps: float,
     concurrency: int | None = None,
-    poll: tuple[float, float] | None = None,
 ) -> None:
     """Run one batch over ``inputs`` (journal on, as for a user), marking each outcome."""
 
     async def main() -> None:
-        schedule = None if poll is None else PollSchedule(quantile=poll[0], initial_guess=poll[1])
-        async with AsyncIDPhotoClient(base_url=base_url, qps=qps, poll_schedule=schedule) as client:
+        async with AsyncIDPhotoClient(base_url=base_url, qps=qps) as client:
             batch = client.batch(
                 (str(p) for p in inputs),
                 out_dir=out_dir,

@@ -53,7 +53,6 @@ def _run(spec: dict[str, Any], progress: Progress) -> None:
             mode=spec["mode"],
             qps=spec["qps"],
             concurrency=spec.get("concurrency"),
-            poll=spec.get("poll"),
         )
     elif client == "gather":
         from ._baseline_gather import run_gather

@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 DEFAULT_SCENARIOS = ("bound", "overhead", "memory")
-"""What a plain run does; ``bound-tuned`` is an experiment run on request."""
+"""What a plain run does (every scenario)."""
 
 Figures = dict[str, Any]
 
@@ -38,8 +38,6 @@ class ClientSpec:
     mode: str = "async"
     concurrency: int | None = None
     n: int | None = None
-    poll: tuple[float, float] | None = None
-    """(quantile, initial guess s) of our client's PollSchedule; None: the default."""
     max_repeat: int | None = None
     """Cap on repetitions (slow baselines)."""
 
@@ -133,17 +131,6 @@ def scenarios(size: str = "full") -> dict[str, Scenario]:
             ),
             max_repeat=1,
         ),
-        "bound-tuned": Scenario(
-            "bound-tuned",
-            f"Experiment: scenario 1, our async mode with a later first poll: {n1} photos",
-            n1,
-            100.0 if tiny else 2.0,
-            "fixed:0" if tiny else "lognormal:3,0.6",
-            (
-                OURS_ASYNC,
-                ClientSpec("ours, async, poll q=0.97 guess 6 s", "ours", poll=(0.97, 6.0)),
-            ),
-        ),
     }
 
 
@@ -170,7 +157,6 @@ def run_once(
                 "out_dir": str(out_dir),
                 "qps": scenario.qps,
                 "concurrency": spec.concurrency,
-                "poll": spec.poll,
                 "profile": None if profile is None else str(profile),
             }
         )

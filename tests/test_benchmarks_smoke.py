@@ -32,7 +32,7 @@ def test_every_scenario_runs_at_tiny_size(tmp_path: Path) -> None:
         return name, run_scenario(tiny[name], 1, inputs, work, log=lambda _: None)
 
     # The clients mostly sleep (polling), so the scenarios run side by side.
-    names = [*DEFAULT_SCENARIOS, "bound-tuned"]
+    names = list(DEFAULT_SCENARIOS)
     with ThreadPoolExecutor(len(names)) as pool:
         results = dict(pool.map(run, names))
 

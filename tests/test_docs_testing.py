@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DOC = Path(__file__).resolve().parent.parent / "docs" / "testing.md"
 
 
@@ -17,27 +19,17 @@ def _example(name: str) -> str:
     return match[1]
 
 
-def test_worked_example_passes(tmp_path: Path) -> None:
-    (tmp_path / "test_id_photos.py").write_text(_example("test_id_photos.py"), encoding="utf-8")
+@pytest.mark.parametrize(
+    ("name", "passed"), [("test_id_photos.py", "4 passed"), ("test_with_sdk.py", "5 passed")]
+)
+def test_example_passes(tmp_path: Path, name: str, passed: str) -> None:
+    (tmp_path / name).write_text(_example(name), encoding="utf-8")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_id_photos.py"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", name],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed" in result.stdout
-
-
-def test_sdk_example_passes(tmp_path: Path) -> None:
-    (tmp_path / "test_with_sdk.py").write_text(_example("test_with_sdk.py"), encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_with_sdk.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 passed" in result.stdout
+    assert passed in result.stdout

@@ -27,3 +27,6 @@ MAX_DIMENSION: Final = 4096
 
 MAX_RESULT_BYTES: Final = 64 * 1024 * 1024
 """Cap on a downloaded result: a 2000x2000 ID photo is far smaller than this."""
+
+INLINE_UPLOAD_BYTES: Final = 1024 * 1024
+"""An image file up to this size is read whole when checked and sent as one chunk."""

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import attrs
 from PIL import Image, UnidentifiedImageError
 
-from ._constants import MAX_DIMENSION, MAX_UPLOAD_BYTES
+from ._constants import INLINE_UPLOAD_BYTES, MAX_DIMENSION, MAX_UPLOAD_BYTES
 from ._errors import ValidationError
 
 __all__ = [
@@ -34,9 +34,6 @@ __all__ = [
     "validate_image_url",
     "validate_source",
 ]
-
-INLINE_UPLOAD_BYTES = 1024 * 1024
-"""Image files up to this size are read whole when checked (in a worker thread)."""
 
 ImageFileLike: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 """What ``image_file`` accepts: a path, the bytes of an image, or a binary file object."""

@@ -19,7 +19,7 @@ import anyio
 import attrs
 import httpx
 
-from ._constants import API_KEY_HEADER
+from ._constants import API_KEY_HEADER, INLINE_UPLOAD_BYTES
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -35,8 +35,9 @@ __all__ = ["ApiCaller", "Secret"]
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 """Cap on an API answer: a base64 result of the largest ID photo fits well within it."""
-SMALL_BODY = 1024 * 1024
-"""Multipart bodies up to this size are joined before sending (see `_join_small_body`)."""
+SMALL_BODY = INLINE_UPLOAD_BYTES + 64 * 1024
+"""Multipart bodies up to this size (an inline upload and its form fields) are joined before
+sending (see `_join_small_body`)."""
 BODY_DEADLINE_FACTOR = 2.0
 """The whole answer body must arrive within this many read timeouts. httpx's read timeout
 bounds each read only: a server trickling a byte at a time would otherwise never time out."""

@@ -18,10 +18,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from idphoto_async import _inputs
-from idphoto_async._constants import MAX_UPLOAD_BYTES
+from idphoto_async._constants import INLINE_UPLOAD_BYTES, MAX_UPLOAD_BYTES
 from idphoto_async._errors import ValidationError
 from idphoto_async._inputs import (
-    INLINE_UPLOAD_BYTES,
     ImageInfo,
     Upload,
     inspect_image_bytes,

@@ -25,7 +25,7 @@ from anyio.streams.tls import TLSListener
 import idphoto_async as ia
 from idphoto_async import AsyncIDPhotoClient, TokenBucketLimiter
 from idphoto_async._batch import BatchRunner
-from idphoto_async._errors import AuthenticationError, IDPhotoError, ValidationError
+from idphoto_async._errors import AuthenticationError, IDPhotoError
 from idphoto_async._journal import JOURNAL_NAME
 from idphoto_async._models import TaskResult, TaskState
 from idphoto_async._polling import PollSchedule
@@ -213,9 +213,11 @@ def self_signed(tmp_path: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 that no trust store knows, and its key (made by openssl)."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-        + ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
-        + ["-keyout", str(key), "-out", str(cert)],
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
         check=True,
         capture_output=True,
     )

@@ -13,6 +13,7 @@ from ._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ClientClosedError,
     DownloadError,
     IDPhotoError,
     LimiterTimeoutError,
@@ -31,7 +32,7 @@ from ._models import Task, TaskResult, TaskState
 from ._options import CreateOptions, ReturnType
 from ._paths import BatchItem
 from ._polling import PollSchedule
-from ._retry import RetryPolicy
+from ._retry import Retry, RetryPolicy, RetryPredicate
 
 __version__ = "0.1.0"
 
@@ -62,6 +63,7 @@ __all__ = [
     "BatchOutcome",
     "BatchRunner",
     "BatchStats",
+    "ClientClosedError",
     "CreateOptions",
     "DownloadError",
     "IDPhotoError",
@@ -77,7 +79,9 @@ __all__ = [
     "RedisLimiter",
     "Reservation",
     "ResultExpiredError",
+    "Retry",
     "RetryPolicy",
+    "RetryPredicate",
     "ReturnType",
     "ServerError",
     "Task",

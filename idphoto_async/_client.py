@@ -372,6 +372,7 @@ class AsyncIDPhotoClient:
         `TaskTimeoutError` after ``timeout`` seconds since the task was created
         (default: the service's 180 s limit plus a margin).
         """
+        self._api.check_open()
         if isinstance(task, str):
             task = Task(task_id=task)
         limit = MAX_PROCESSING_SECONDS + WAIT_MARGIN if timeout is None else timeout

@@ -166,7 +166,7 @@ class ApiCaller:
                     on_send=on_send,
                 )
             except _Failure as failure:
-                landed = landed or not failure.never_reached
+                landed = landed or not failure.nothing_made
                 raise
 
         def retry_on(exc: Exception) -> Retry | None:
@@ -174,7 +174,7 @@ class ApiCaller:
                 return None
             if creates and exc.task_id is not None:
                 return None  # the answer named its task: sending again would pay twice
-            if exc.never_reached or idempotent:
+            if exc.nothing_made or idempotent:
                 return Retry(exc.reason, after=exc.retry_after)
             return None
 
@@ -264,9 +264,9 @@ class ApiCaller:
                 name = type(exc).__name__
                 if isinstance(exc, httpx.ConnectError):
                     message = f"Could not connect to the API ({name})."
-                    raise fail(APIConnectionError, message, name, never_reached=True) from None
+                    raise fail(APIConnectionError, message, name, nothing_made=True) from None
                 message = f"The API did not answer in time ({name})."
-                raise fail(APITimeoutError, message, name, never_reached=True) from None
+                raise fail(APITimeoutError, message, name, nothing_made=True) from None
             except httpx.InvalidURL:  # httpx parses a redirect's Location even when not following
                 message = "the answer redirects to an invalid URL"
                 raise fail(MalformedResponseError, message, "bad redirect") from None
@@ -302,7 +302,7 @@ class ApiCaller:
                 APITimeoutError,
                 message,
                 f"timeout ({deadline.phase})",
-                never_reached=not deadline.sent_anything,
+                nothing_made=not deadline.sent_anything,
             )
         return response, body
 
@@ -374,10 +374,11 @@ class ApiCaller:
             )
             await self.limiter.on_rate_limited(retry_after)
             # The limiter paused everybody: wait our turn there, not in a backoff of our own.
-            raise _Failure(make, reason="HTTP 429", never_reached=True, retry_after=0.0)
+            raise _Failure(make, reason="HTTP 429", nothing_made=True, retry_after=0.0)
         raise _Failure(
             make,
             reason=f"HTTP {status}",
+            nothing_made=400 <= status < 500,  # refused: the service made nothing
             retryable=status >= 500,
             retry_after=retry_after,
             task_id=task_id,
@@ -392,7 +393,7 @@ class ApiCaller:
 class _Failure(Exception):
     """Internal: one attempt failed; carries what the final public error is built from.
 
-    ``never_reached``: the request surely never reached the service (nothing was made);
+    ``nothing_made``: this attempt surely made no task (never sent, or refused with a 4xx);
     ``retryable``: another attempt may succeed; ``task_id``: the answer named a task.
     """
 
@@ -401,7 +402,7 @@ class _Failure(Exception):
         make: Callable[..., APIError],
         *,
         reason: str,
-        never_reached: bool = False,
+        nothing_made: bool = False,
         retryable: bool = True,
         retry_after: float | None = None,
         task_id: str | None = None,
@@ -409,7 +410,7 @@ class _Failure(Exception):
         super().__init__(reason)
         self.make = make
         self.reason = reason
-        self.never_reached = never_reached
+        self.nothing_made = nothing_made
         self.retryable = retryable
         self.retry_after = retry_after
         self.task_id = task_id
@@ -422,11 +423,11 @@ class _Failure(Exception):
         message: str,
         reason: str,
         *,
-        never_reached: bool = False,
+        nothing_made: bool = False,
     ) -> _Failure:
         """A failure of the exchange itself (no answer to read)."""
         make = functools.partial(error_class, message, method=request.method, url=str(request.url))
-        return cls(make, reason=reason, never_reached=never_reached)
+        return cls(make, reason=reason, nothing_made=nothing_made)
 
     def error(self, *, task_may_exist: bool) -> APIError:
         """The public error, built once with all its data."""

@@ -219,6 +219,19 @@ class APIConnectionError(APIError):
 class APITimeoutError(APIConnectionError):
     """The request timed out (in any phase: connect, send, headers, body)."""
 
+    def __init__(
+        self,
+        message: str = "The request timed out.",
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        task_may_exist: bool = False,
+        task_id: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, method=method, url=url, task_may_exist=task_may_exist, task_id=task_id
+        )
+
 
 class MalformedResponseError(APIError):
     """The API's answer does not fit its documented shape."""
@@ -299,6 +312,8 @@ class DownloadError(IDPhotoError):
     ``retryable`` is True for a failed or cut transfer (a new download may work) and False
     when the destination cannot be written (a folder, a read-only path, a full disk).
     """
+
+    retryable: bool = True
 
     def __init__(
         self,

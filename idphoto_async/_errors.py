@@ -33,7 +33,7 @@ No message or repr ever contains the API key.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 if TYPE_CHECKING:
     from ._models import TaskState
@@ -63,6 +63,16 @@ __all__ = [
 
 BODY_EXCERPT_CHARS = 500
 """An error keeps at most this many characters of the answer's body."""
+
+
+class ErrorContext(TypedDict, total=False):
+    """What an `APIError` knows of its request and answer (keyword arguments of each class)."""
+
+    method: str | None
+    url: str | None
+    task_may_exist: bool
+    task_id: str | None
+    body: str | None
 
 
 class IDPhotoError(Exception):
@@ -123,23 +133,14 @@ class APIStatusError(APIError):
         *,
         status_code: int | None = None,
         retry_after: float | None = None,
-        method: str | None = None,
-        url: str | None = None,
-        task_may_exist: bool = False,
-        task_id: str | None = None,
-        body: str | None = None,
+        **context: Unpack[ErrorContext],
     ) -> None:
         if status_code is not None:
             self.status_code = status_code
         self.api_message = message
         self.retry_after = retry_after
         super().__init__(
-            f"HTTP {self.status_code}: {message or 'no message'}. {self.advice}",
-            method=method,
-            url=url,
-            task_may_exist=task_may_exist,
-            task_id=task_id,
-            body=body,
+            f"HTTP {self.status_code}: {message or 'no message'}. {self.advice}", **context
         )
 
 
@@ -201,18 +202,10 @@ class APIConnectionError(APIError):
     def __init__(
         self,
         message: str = "Could not connect to the API.",
-        *,
-        method: str | None = None,
-        url: str | None = None,
-        task_may_exist: bool = False,
-        task_id: str | None = None,
+        **context: Unpack[ErrorContext],
     ) -> None:
         super().__init__(
-            f"{message} Check the network and base_url; the call can be retried.",
-            method=method,
-            url=url,
-            task_may_exist=task_may_exist,
-            task_id=task_id,
+            f"{message} Check the network and base_url; the call can be retried.", **context
         )
 
 
@@ -222,15 +215,9 @@ class APITimeoutError(APIConnectionError):
     def __init__(
         self,
         message: str = "The request timed out.",
-        *,
-        method: str | None = None,
-        url: str | None = None,
-        task_may_exist: bool = False,
-        task_id: str | None = None,
+        **context: Unpack[ErrorContext],
     ) -> None:
-        super().__init__(
-            message, method=method, url=url, task_may_exist=task_may_exist, task_id=task_id
-        )
+        super().__init__(message, **context)
 
 
 class MalformedResponseError(APIError):
@@ -238,25 +225,12 @@ class MalformedResponseError(APIError):
 
     retryable = True
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        method: str | None = None,
-        url: str | None = None,
-        task_may_exist: bool = False,
-        task_id: str | None = None,
-        body: str | None = None,
-    ) -> None:
+    def __init__(self, message: str, **context: Unpack[ErrorContext]) -> None:
         self.detail = message
         super().__init__(
             f"Unexpected response from the API: {message}. Check base_url points at the ID Photo "
             "API; retry later if it does.",
-            method=method,
-            url=url,
-            task_may_exist=task_may_exist,
-            task_id=task_id,
-            body=body,
+            **context,
         )
 
 
@@ -366,23 +340,10 @@ def status_error(
     message: str,
     *,
     retry_after: float | None = None,
-    method: str | None = None,
-    url: str | None = None,
-    task_may_exist: bool = False,
-    task_id: str | None = None,
-    body: str | None = None,
+    **context: Unpack[ErrorContext],
 ) -> APIStatusError:
     """The exception for a non-200 status, with the seed's meaning."""
     cls = _STATUS_CLASSES.get(status_code)
     if cls is None:
         cls = ServerError if status_code >= 500 else APIStatusError
-    return cls(
-        message,
-        status_code=status_code,
-        retry_after=retry_after,
-        method=method,
-        url=url,
-        task_may_exist=task_may_exist,
-        task_id=task_id,
-        body=body,
-    )
+    return cls(message, status_code=status_code, retry_after=retry_after, **context)

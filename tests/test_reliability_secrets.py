@@ -101,6 +101,8 @@ async def test_no_key_in_logs_errors_journal_or_report_across_a_run(
             logging.getLogger(name).setLevel(logging.NOTSET)
     assert any(r.name.startswith("httpx") for r in caplog.records)  # the loggers were on
     assert any(r.name.startswith("httpcore") for r in caplog.records)
+    ours = {r.levelname for r in caplog.records if r.name == "idphoto_async"}
+    assert {"DEBUG", "INFO"} <= ours  # requests and retries (of the injected faults) logged
     for record in caplog.records:
         text = record.getMessage() + repr(record.args) + repr(getattr(record, "__dict__", ""))
         assert not leaks(text), text

@@ -228,8 +228,11 @@ class ApiCaller:
             outcome = response.status_code
             return await self._interpret(method, url, response, body, parse)
         except _Failure as failure:
-            if outcome == "not sent" or not isinstance(outcome, int):
+            if not isinstance(outcome, int):
                 outcome = failure.reason
+            raise
+        except anyio.get_cancelled_exc_class():
+            outcome = "cancelled"
             raise
         finally:
             reservation.sent()  # no headers went out (error, mock transport): now

@@ -35,6 +35,7 @@ from ._inputs import Upload, prepare_upload, validate_image_url, validate_source
 from ._limiter import Limiter, TokenBucketLimiter
 from ._models import Task, TaskResult
 from ._options import CreateOptions, ReturnType, make_options
+from ._pool import make_http_client
 from ._polling import PollSchedule
 from ._retry import RetryPolicy
 from ._transport import ApiCaller, Secret
@@ -125,14 +126,7 @@ class AsyncIDPhotoClient:
                 field="http_client",
             )
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=False,
-            trust_env=False,
-        )
+        self._http = http_client or make_http_client(max_connections, httpx.Timeout(timeout))
         self.limiter: Limiter = limiter or TokenBucketLimiter(qps)
         self.poll_schedule = poll_schedule or PollSchedule()
         self.retry_creates = retry_creates

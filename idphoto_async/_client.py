@@ -35,8 +35,8 @@ from ._inputs import Upload, prepare_upload, validate_image_url, validate_source
 from ._limiter import Limiter, TokenBucketLimiter
 from ._models import Task, TaskResult
 from ._options import CreateOptions, ReturnType, make_options
-from ._pool import make_http_client
 from ._polling import PollSchedule
+from ._pool import make_http_client
 from ._retry import RetryPolicy
 from ._transport import ApiCaller, Secret
 

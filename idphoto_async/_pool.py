@@ -151,8 +151,6 @@ def make_http_client(max_connections: int, timeout: httpx.Timeout) -> httpx.Asyn
     proxies from the environment, TLS verified."""
     return httpx.AsyncClient(
         transport=ShardedTransport(max_connections, trust_env=False),
-            trust_env=False,
-        ),
         timeout=timeout,
         follow_redirects=False,
         trust_env=False,

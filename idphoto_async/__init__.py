@@ -32,6 +32,7 @@ from ._options import CreateOptions, ReturnType
 from ._paths import BatchItem
 from ._polling import PollSchedule
 from ._retry import RetryPolicy
+from ._sync_client import IDPhotoClient
 
 __version__ = "0.1.0"
 
@@ -64,6 +65,7 @@ __all__ = [
     "BatchStats",
     "CreateOptions",
     "DownloadError",
+    "IDPhotoClient",
     "IDPhotoError",
     "ImageFile",
     "Limiter",

@@ -134,6 +134,7 @@ def scenarios(size: str = "full") -> dict[str, Scenario]:
                     "ours-one-pool",
                     "sync",
                     concurrency=in_flight,
+                    n=None if size == "tiny" else n2 * 2 // 5,  # slow: fewer photos
                     max_repeat=1,
                 ),
             ),

@@ -23,9 +23,11 @@ import httpx
 
 __all__ = ["DEFAULT_SHARD_SIZE", "ShardedTransport", "make_http_client"]
 
-DEFAULT_SHARD_SIZE: Final = 4
-"""Connections per httpcore pool (measured, see benchmarks/ANALYSIS.md: 1, 4 and 8 cost about
-the same; one pool of 64 twice as much)."""
+DEFAULT_SHARD_SIZE: Final = 1
+"""Connections per httpcore pool. httpcore checks each connection of a pool (system calls)
+on every request start and end, so one connection per pool makes that one check; measured
+(benchmarks/ANALYSIS.md), 1, 4 and 8 cost about the same at 64 connections, one pool of 64
+twice as much."""
 
 
 class ShardedTransport(httpx.AsyncBaseTransport):

@@ -45,7 +45,7 @@ async def test_pools_are_made_as_the_load_needs_them(
             assert transport.open_requests == 10
             assert transport.shard_count == 3  # 10 open requests in pools of 4
         assert transport.open_requests == 0
-        for _ in range(5):  # one at a time: the first pool's idle connection serves them
+        for _ in range(5):  # one at a time: the least busy pools serve them
             await http.get(url)
         assert transport.shard_count == 3
 

@@ -98,6 +98,14 @@ class _LoopThread:
             self._thread.join()
 
 
+def _shut_down(loop: _LoopThread, client: AsyncIDPhotoClient) -> None:
+    """Close ``client``'s connection pool, then stop the loop thread."""
+    try:
+        loop.call(client.aclose)
+    finally:
+        loop.stop()
+
+
 async def _construct(*args: Any, **kwargs: Any) -> AsyncIDPhotoClient:
     """An `AsyncIDPhotoClient` made in the loop thread, where its pool and limiter live."""
     return AsyncIDPhotoClient(*args, **kwargs)
@@ -157,8 +165,8 @@ class IDPhotoClient:
             loop.stop()
             raise
         self._loop = loop
-        # A client dropped without close(): stop its loop thread when it is collected.
-        self._finalizer = weakref.finalize(self, loop.stop)
+        # Also run for a client dropped without close(), when it is collected or at exit.
+        self._finalizer = weakref.finalize(self, _shut_down, loop, self._async)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -197,10 +205,7 @@ class IDPhotoClient:
             if self._closed:
                 return
             self._closed = True
-        try:
-            self._loop.call(self._async.aclose)
-        finally:
-            self._finalizer()
+        self._finalizer()
 
     @property
     def closed(self) -> bool:

@@ -200,9 +200,11 @@ def test_a_dropped_client_stops_its_thread(server: LocalServer) -> None:
     before = len(loop_threads())
     client = client_for(server)
     assert len(loop_threads()) == before + 1
+    http = client.async_client._http
     del client
     gc.collect()
     assert len(loop_threads()) == before
+    assert http.is_closed  # its connection pool was closed first
 
 
 def test_a_script_that_never_closes_still_exits(server: LocalServer) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import _thread
 import gc
 import inspect
-import io
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _server_support import image_bytes
 from PIL import Image
 
 import idphoto_async as ia
@@ -31,9 +31,7 @@ ASYNC_ONLY_ARGS = {"on_send"}
 
 
 def portrait(size: tuple[int, int] = (240, 320)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, (180, 140, 120)).save(buf, "JPEG")
-    return buf.getvalue()
+    return image_bytes(size, "JPEG")
 
 
 def fast_schedule() -> PollSchedule:

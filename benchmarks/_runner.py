@@ -42,7 +42,7 @@ def _run(spec: dict[str, Any], progress: Progress) -> None:
     inputs = input_paths(Path(spec["inputs"]), spec["n"])
     out_dir = Path(spec["out_dir"])
     client = spec["client"]
-    if client == "ours":
+    if client in ("ours", "ours-one-pool"):
         from ._ours import run_ours
 
         run_ours(
@@ -53,6 +53,7 @@ def _run(spec: dict[str, Any], progress: Progress) -> None:
             mode=spec["mode"],
             qps=spec["qps"],
             concurrency=spec.get("concurrency"),
+            one_pool=client == "ours-one-pool",
         )
     elif client == "gather":
         from ._baseline_gather import run_gather

@@ -23,7 +23,7 @@ __all__ = [
     "scenarios",
 ]
 
-DEFAULT_SCENARIOS = ("bound", "overhead", "memory")
+DEFAULT_SCENARIOS = ("bound", "overhead", "connections", "memory")
 """What a plain run does (every scenario)."""
 
 Figures = dict[str, Any]
@@ -34,7 +34,7 @@ class ClientSpec:
     """One client of a scenario; ``n`` overrides the scenario's photo count."""
 
     label: str
-    client: str  # ours | gather | threads
+    client: str  # ours | ours-one-pool | gather | threads
     mode: str = "async"
     concurrency: int | None = None
     n: int | None = None
@@ -71,6 +71,7 @@ OURS_SYNC = ClientSpec("ours, sync", "ours", "sync")
 def scenarios(size: str = "full") -> dict[str, Scenario]:
     """The scenarios at ``size``: ``full``, ``quick`` (small) or ``tiny`` (smoke test)."""
     n1, n2, n3 = {"full": (60, 2000, 10_000), "quick": (10, 200, 1000), "tiny": (4, 4, 4)}[size]
+    in_flight = 4 if size == "tiny" else 1000
     tiny = size == "tiny"
     return {
         "bound": Scenario(
@@ -115,6 +116,25 @@ def scenarios(size: str = "full") -> dict[str, Scenario]:
                     "baseline (b) 128 threads, requests, poll 2 s",
                     "threads",
                     concurrency=128,
+                    max_repeat=1,
+                ),
+            ),
+        ),
+        "connections": Scenario(
+            "connections",
+            f"2b. Hundreds of connections: {n2} photos in sync mode, QPS 200, processing "
+            "lognormal:3,0.6",
+            n2,
+            200.0,
+            "fixed:0" if tiny else "lognormal:3,0.6",
+            (
+                ClientSpec("ours, sync", "ours", "sync", concurrency=in_flight),
+                ClientSpec(
+                    "ours, sync, one httpx pool (before)",
+                    "ours-one-pool",
+                    "sync",
+                    concurrency=in_flight,
+                    n=None if size == "tiny" else n2 * 2 // 5,  # slow: fewer photos
                     max_repeat=1,
                 ),
             ),

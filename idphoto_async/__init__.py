@@ -33,6 +33,7 @@ from ._options import CreateOptions, ReturnType
 from ._paths import BatchItem
 from ._polling import PollSchedule
 from ._retry import Retry, RetryPolicy, RetryPredicate
+from ._sync_client import IDPhotoClient
 
 __version__ = "0.1.0"
 
@@ -66,6 +67,7 @@ __all__ = [
     "ClientClosedError",
     "CreateOptions",
     "DownloadError",
+    "IDPhotoClient",
     "IDPhotoError",
     "ImageFile",
     "Limiter",

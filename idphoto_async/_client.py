@@ -36,6 +36,7 @@ from ._limiter import Limiter, TokenBucketLimiter
 from ._models import Task, TaskResult
 from ._options import CreateOptions, ReturnType, make_options
 from ._polling import PollSchedule
+from ._pool import make_http_client
 from ._retry import Retry, RetryPolicy
 from ._transport import ApiCaller, Secret
 
@@ -125,9 +126,7 @@ class AsyncIDPhotoClient:
             raise ValidationError("max_retries must be 0 or more.", field="max_retries")
         self._timeout = _as_timeout(timeout)
         self._owns_http = http_client is None
-        self._http = http_client or build_http_client(
-            max_connections=max_connections, timeout=self._timeout
-        )
+        self._http = http_client or make_http_client(max_connections, self._timeout)
         self.limiter: Limiter = limiter or TokenBucketLimiter(qps)
         self.poll_schedule = poll_schedule or PollSchedule()
         self.retry_creates = retry_creates
@@ -503,23 +502,6 @@ class AsyncIDPhotoClient:
 
     def _request_timeout(self, timeout: TimeoutTypes | None) -> httpx.Timeout:
         return self._timeout if timeout is None else _as_timeout(timeout)
-
-
-def build_http_client(*, max_connections: int, timeout: httpx.Timeout) -> httpx.AsyncClient:
-    """The connection pool a client makes for itself (when no ``http_client`` is given).
-
-    TLS is always verified (httpx's default: the certifi bundle); no proxy or certificate
-    setting is read from the environment (``trust_env=False``); redirects are not followed.
-    This is the one place the client's transport is built.
-    """
-    return httpx.AsyncClient(
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        ),
-        timeout=timeout,
-        follow_redirects=False,
-        trust_env=False,
-    )
 
 
 def _as_timeout(timeout: TimeoutTypes) -> httpx.Timeout:

@@ -45,7 +45,7 @@ from ._errors import (
     TaskFailedError,
     ValidationError,
 )
-from ._journal import JOURNAL_NAME, ErrorInfo, Journal, error_info, input_key
+from ._journal import JOURNAL_NAME, Entry, ErrorInfo, Journal, error_info, input_key
 from ._models import Task, TaskResult, TaskState
 from ._options import CreateOptions, make_options
 from ._paths import BatchInput, BatchItem, check_inside, output_path, to_item, with_hash
@@ -288,7 +288,7 @@ class BatchRunner:
             if journal is not None:
                 await journal.__aenter__()
                 self._journal = journal
-                self.stats.in_doubt = journal.state.in_doubt
+                self.stats.in_doubt = journal.in_doubt
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._produce, inputs, send, tg)
                 try:
@@ -425,9 +425,8 @@ class BatchRunner:
             await self._journal.failed(key, name, task_id, error_info(error))
         return BatchOutcome(input=name, status="failed", task_id=task_id, error=error)
 
-    def _resumable(self, key: str) -> Task | BatchOutcome | None:
+    def _resumable(self, entry: Entry | None) -> Task | BatchOutcome | None:
         """What the journal says to do: skip, report a failure, poll a task, or nothing."""
-        entry = self._journal.state.get(key) if self._journal is not None else None
         if entry is None:
             return None
         failure = entry.failure
@@ -442,14 +441,14 @@ class BatchRunner:
         self, item: BatchItem, key: str, options: CreateOptions, dest: Path
     ) -> BatchOutcome:
         name = item.source
-        entry = self._journal.state.get(key) if self._journal is not None else None
+        entry = await self._journal.lookup(key) if self._journal is not None else None
         if (
             entry is not None
             and entry.output == self._relative(dest)
             and await anyio.Path(dest).is_file()
         ):
             return BatchOutcome(name, "skipped", entry.task_id, dest)
-        plan = self._resumable(key)
+        plan = self._resumable(entry)
         if isinstance(plan, BatchOutcome):
             return attrs.evolve(plan, input=name)
         if isinstance(plan, Task):

@@ -23,13 +23,14 @@ reported as `JournalState.in_doubt`.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import anyio
 import anyio.to_thread
@@ -44,11 +45,14 @@ except ImportError:  # pragma: no cover - Windows
 
 __all__ = [
     "JOURNAL_NAME",
+    "BatchStore",
     "Entry",
     "ErrorInfo",
     "Journal",
     "JournalLockedError",
     "JournalState",
+    "JournalWriteError",
+    "NullJournal",
     "error_info",
     "input_key",
     "load_journal",
@@ -68,6 +72,19 @@ class JournalLockedError(IDPhotoError):
             f"The journal {path} is in use by another idphoto batch. Wait for it to finish, or "
             "use another output directory or --journal path."
         )
+
+
+class JournalWriteError(IDPhotoError):
+    """A journal write could not be made durable (disk full, I/O error): the run must stop.
+
+    ``path`` is the journal; ``task_id`` the task whose record was being written, if any.
+    """
+
+    def __init__(self, path: Path, reason: str, *, task_id: str | None = None) -> None:
+        kept = f" (task {task_id} is kept)" if task_id else ""
+        super().__init__(f"{reason} at {path}: free space and run the same command again{kept}")
+        self.path = path
+        self.task_id = task_id
 
 
 @attrs.frozen
@@ -245,6 +262,7 @@ class Journal:
         self.path = Path(path)
         self.state = JournalState()
         self._fd: int | None = None
+        self._in_doubt_at_open = 0
 
     async def __aenter__(self) -> Journal:
         await anyio.to_thread.run_sync(self._open)
@@ -264,6 +282,7 @@ class Journal:
                 except BlockingIOError:
                     raise JournalLockedError(self.path) from None
             self.state, keep, newline = _read(self.path)
+            self._in_doubt_at_open = self.state.in_doubt
             if keep < os.fstat(fd).st_size:
                 os.ftruncate(fd, keep)  # drop a torn tail so the next record starts a line
             if newline:
@@ -278,10 +297,21 @@ class Journal:
             fd, self._fd = self._fd, None
             os.close(fd)  # closing releases the lock
 
+    @property
+    def in_doubt(self) -> int:
+        """Creates an earlier run may have sent without learning the task id (at open)."""
+        return self._in_doubt_at_open
+
+    async def lookup(self, key: str) -> Entry | None:
+        """What the journal knows about ``key``."""
+        return self.state.get(key)
+
     def _write(self, line: bytes, durable: bool) -> None:
         if self._fd is None:
             raise RuntimeError("the journal is closed")
-        os.write(self._fd, line)
+        written = os.write(self._fd, line)
+        if written != len(line):
+            raise OSError(28, "short write")
         if durable:
             os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
 
@@ -291,13 +321,17 @@ class Journal:
         record.update(fields)
         record["ts"] = _now()
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-        if event in _DURABLE:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._write, line, True)
-        else:
-            # One small append to the page cache (survives a killed process): no thread hop,
-            # so `creating`, written between the limiter's grant and the send, delays nothing.
-            self._write(line, False)
+        try:
+            if event in _DURABLE:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self._write, line, True)
+            else:
+                # One small append to the page cache (survives a killed process): no thread
+                # hop, so `creating`, between the limiter's grant and the send, delays nothing.
+                self._write(line, False)
+        except OSError as exc:
+            reason = "disk full" if exc.errno == errno.ENOSPC else f"cannot write ({exc})"
+            raise JournalWriteError(self.path, reason, task_id=fields.get("task_id")) from exc
         self.state.apply(record)
 
     async def creating(self, key: str, input: str) -> None:
@@ -321,3 +355,67 @@ class Journal:
         await self.record(
             "failed", key, input, task_id=task_id, error=info.to_json(), permanent=info.permanent
         )
+
+
+class BatchStore(Protocol):
+    """What a batch needs of its journal (`Journal`, or `NullJournal` to keep nothing)."""
+
+    @property
+    def in_doubt(self) -> int:
+        """Creates an earlier run may have sent without learning the task id."""
+        ...
+
+    async def lookup(self, key: str) -> Entry | None:
+        """What is known about ``key``."""
+        ...
+
+    async def creating(self, key: str, input: str) -> None:
+        """A create request is about to be sent."""
+        ...
+
+    async def created(self, key: str, input: str, task_id: str, created_at: datetime) -> None:
+        """The create returned ``task_id``."""
+        ...
+
+    async def done(self, key: str, input: str, task_id: str) -> None:
+        """The task succeeded."""
+        ...
+
+    async def downloaded(self, key: str, input: str, task_id: str | None, output: str) -> None:
+        """The result is stored at ``output``."""
+        ...
+
+    async def failed(self, key: str, input: str, task_id: str | None, info: ErrorInfo) -> None:
+        """The input failed."""
+        ...
+
+
+class NullJournal:
+    """A store that keeps nothing (``journal=False``): every input is new, nothing in doubt."""
+
+    in_doubt: Final = 0
+
+    async def __aenter__(self) -> NullJournal:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def lookup(self, key: str) -> Entry | None:
+        """Nothing is known."""
+        return None
+
+    async def creating(self, key: str, input: str) -> None:
+        """Kept nowhere."""
+
+    async def created(self, key: str, input: str, task_id: str, created_at: datetime) -> None:
+        """Kept nowhere."""
+
+    async def done(self, key: str, input: str, task_id: str) -> None:
+        """Kept nowhere."""
+
+    async def downloaded(self, key: str, input: str, task_id: str | None, output: str) -> None:
+        """Kept nowhere."""
+
+    async def failed(self, key: str, input: str, task_id: str | None, info: ErrorInfo) -> None:
+        """Kept nowhere."""

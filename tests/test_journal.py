@@ -10,9 +10,11 @@ import pytest
 
 from idphoto_async._errors import BadRequestError, TaskFailedError, ValidationError
 from idphoto_async._journal import (
+    BatchStore,
     ErrorInfo,
     Journal,
     JournalLockedError,
+    NullJournal,
     error_info,
     input_key,
     load_journal,
@@ -146,3 +148,31 @@ async def test_second_writer_is_refused(tmp_path: Path) -> None:
                 pass
     async with Journal(path):  # released on close
         pass
+
+
+async def test_lookup_and_in_doubt_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    async with Journal(path) as journal:
+        assert await journal.lookup("k1") is None
+        await journal.creating("k1", "a.jpg")  # killed on the wire
+        await journal.created("k2", "b.jpg", "T2", NOW)
+        assert journal.in_doubt == 0
+    async with Journal(path) as journal:
+        assert journal.in_doubt == 1
+        entry = await journal.lookup("k2")
+        assert entry is not None and entry.task_id == "T2"
+        await journal.creating("k1", "a.jpg")
+        await journal.created("k1", "a.jpg", "T1", NOW)
+        assert journal.in_doubt == 1  # counted at open
+
+
+async def test_null_journal_keeps_nothing() -> None:
+    async with NullJournal() as null:
+        store: BatchStore = null
+        await store.creating("k", "a")
+        await store.created("k", "a", "T", NOW)
+        await store.done("k", "a", "T")
+        await store.downloaded("k", "a", "T", "a.png")
+        await store.failed("k", "a", "T", ErrorInfo("X", "y"))
+        assert await store.lookup("k") is None
+        assert store.in_doubt == 0

@@ -81,7 +81,11 @@ def normalise_url(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     port = parts.port if parts.port not in (None, _DEFAULT_PORTS.get(scheme)) else None
-    auth = f"{parts.username}{':' + parts.password if parts.password else ''}@" if parts.username else ""
+    auth = (
+        f"{parts.username}{':' + parts.password if parts.password else ''}@"
+        if parts.username
+        else ""
+    )
     netloc = f"{auth}{host}{f':{port}' if port else ''}"
     return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
 
@@ -192,4 +196,3 @@ class InputPlanner:
             dest = with_hash(dest, item.source)
             self._outputs.add(fingerprint(os.path.normcase(str(dest))))
         return dest
-

@@ -103,8 +103,7 @@ def check_side_files(
             )
         if path in files:
             raise BatchConfigError(
-                f"{flag} {path} is one of the inputs: it would be overwritten; choose another "
-                "path",
+                f"{flag} {path} is one of the inputs: it would be overwritten; choose another path",
                 field=flag.strip("-"),
             )
         walked = [out_root, *folders]

@@ -66,6 +66,8 @@ class BatchStats:
     """Inputs taken from the caller's iterable (after directories are walked)."""
     duplicates: int = 0
     """Inputs left out because an earlier one named the same photo (same real path or URL)."""
+    other_shards: int = 0
+    """Inputs left to the other shards (``shard``)."""
     succeeded: int = 0
     skipped: int = 0
     failed: int = 0

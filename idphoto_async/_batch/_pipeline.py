@@ -177,7 +177,9 @@ class PhotoPipeline:
         while True:
             try:
                 if self.mode == "sync":
-                    return await self._download(photo, await self._create(photo, sync=True))
+                    result = await self._create(photo, sync=True)
+                    assert isinstance(result, TaskResult)
+                    return await self._download(photo, result)
                 task = await self._create(photo, sync=False)
                 assert isinstance(task, Task)
                 return await self._finish(photo, task, fresh=True)

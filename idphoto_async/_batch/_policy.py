@@ -62,20 +62,17 @@ class Attempts:
             self.possible_extra_charges += 1
 
 
-def _count(name: str) -> object:
-    def check(_instance: object, _attribute: object, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValidationError(f"{name} must be an integer >= 0", field=name)
-
-    return check
+def _non_negative(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(f"{attribute.name} must be an integer >= 0", field=attribute.name)
 
 
 @attrs.frozen
 class RecreatePolicy:
     """How many new creates a photo may get in one run, and for what (see the module)."""
 
-    task_retries: int = attrs.field(default=2, validator=_count("task_retries"))  # type: ignore[arg-type]
-    create_retries: int = attrs.field(default=0, validator=_count("create_retries"))  # type: ignore[arg-type]
+    task_retries: int = attrs.field(default=2, validator=_non_negative)
+    create_retries: int = attrs.field(default=0, validator=_non_negative)
     recreate_expired: bool = False
 
     def reason(self, error: IDPhotoError, attempts: Attempts) -> Reason | None:
@@ -86,7 +83,10 @@ class RecreatePolicy:
         elif isinstance(error, ResultExpiredError):
             if self.recreate_expired and attempts.result_expired < 1:
                 return Reason.RESULT_EXPIRED
-        elif isinstance(error, APIError) and error.task_may_exist:
-            if attempts.create_in_doubt < self.create_retries:
-                return Reason.CREATE_IN_DOUBT
+        elif (
+            isinstance(error, APIError)
+            and error.task_may_exist
+            and attempts.create_in_doubt < self.create_retries
+        ):
+            return Reason.CREATE_IN_DOUBT
         return None

@@ -17,6 +17,7 @@ caller as itself.
 from __future__ import annotations
 
 import errno
+import sys
 from typing import Final
 
 import anyio
@@ -27,7 +28,6 @@ from .._errors import (
     AuthenticationError,
     DownloadError,
     IDPhotoError,
-    LimiterUnavailableError,
 )
 from .._journal import JournalWriteError
 from ._layout import BatchConfigError
@@ -42,6 +42,12 @@ def key_refused(error: BaseException) -> bool:
     return isinstance(error, AuthenticationError) or (
         isinstance(error, APIStatusError) and error.status_code == 403
     )
+
+
+def _limiter_unavailable(error: BaseException) -> bool:
+    """The shared (Redis) limiter cannot be reached (its module loads only with Redis)."""
+    module = sys.modules.get("idphoto_async._redis_limiter")
+    return module is not None and isinstance(error, module.LimiterUnavailableError)
 
 
 def disk_is_unusable(error: BaseException) -> bool:
@@ -78,9 +84,11 @@ class RunStop:
         if isinstance(error, APIConnectionError):
             return not self._answered
         if isinstance(error, IDPhotoError):
-            return isinstance(
-                error, JournalWriteError | LimiterUnavailableError | BatchConfigError
-            ) or disk_is_unusable(error)
+            return (
+                isinstance(error, JournalWriteError | BatchConfigError)
+                or _limiter_unavailable(error)
+                or disk_is_unusable(error)
+            )
         return True  # not one of ours: a bug or the caller's code; never swallow it
 
     def stop(self, error: BaseException) -> None:

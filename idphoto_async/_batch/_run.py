@@ -265,7 +265,10 @@ class BatchRunner:
                         break
                     self.stats.taken += 1
                     self.stats.in_flight += 1
-                    tg.start_soon(self._work, pipeline, plan, send.clone(), slots)
+                    probe = self._stop.probe()
+                    tg.start_soon(self._work, pipeline, plan, send.clone(), slots, probe)
+                    if probe is not None:
+                        await probe.wait()
         except Exception as exc:  # a bad input stream ends the run, raised as itself
             self._stop.stop(exc)
 
@@ -275,6 +278,7 @@ class BatchRunner:
         job: PlannedInput | BatchOutcome,
         send: MemoryObjectSendStream[BatchOutcome],
         slots: anyio.Semaphore,
+        probe: anyio.Event | None,
     ) -> None:
         counted = False
         try:
@@ -296,6 +300,8 @@ class BatchRunner:
             if not counted:
                 self.stats.in_flight -= 1
             slots.release()
+            if probe is not None:
+                probe.set()
 
 
 def _check_all(inputs: Sequence[BatchInput], out_root: Path) -> list[str]:

@@ -52,8 +52,8 @@ def _limiter_unavailable(error: BaseException) -> bool:
 
 def disk_is_unusable(error: BaseException) -> bool:
     """An output write failed for lack of space or a read-only file system."""
-    cause = error.__cause__ if isinstance(error, DownloadError) else error
-    return isinstance(cause, OSError) and cause.errno in _DISK_ERRNOS
+    causes = [error.__cause__, error.__context__] if isinstance(error, DownloadError) else [error]
+    return any(isinstance(c, OSError) and c.errno in _DISK_ERRNOS for c in causes)
 
 
 class RunStop:
@@ -64,6 +64,7 @@ class RunStop:
         self.unjournaled_task_ids: list[str] = []
         """Tasks made (and maybe paid for) that the journal could not keep."""
         self._answered = False
+        self._probe: anyio.Event | None = None
         self._scope: anyio.CancelScope | None = None
 
     def attach(self, scope: anyio.CancelScope) -> None:
@@ -73,14 +74,30 @@ class RunStop:
             scope.cancel()
 
     def answered(self) -> None:
-        """The API origin answered a request (so it can be reached)."""
+        """The API origin answered a request (so it can be reached, and takes the key)."""
         self._answered = True
+        if self._probe is not None:
+            self._probe.set()
+
+    def probe(self) -> anyio.Event | None:
+        """Until the origin has answered once, photos start one at a time: a refused key or
+        a dead origin then costs one photo's requests, not ``max_in_flight`` of them.
+
+        Returns the event to wait for before starting the next photo (set when the origin
+        answers, or by the caller when this photo ends), or None once it has answered.
+        """
+        if self._answered:
+            return None
+        self._probe = anyio.Event()
+        return self._probe
 
     def is_run_level(self, error: BaseException) -> bool:
         """Whether ``error`` ends the whole run rather than one photo."""
         if isinstance(error, APIStatusError):
-            self._answered = True
-            return key_refused(error)
+            if key_refused(error):
+                return True
+            self.answered()
+            return False
         if isinstance(error, APIConnectionError):
             return not self._answered
         if isinstance(error, IDPhotoError):

@@ -22,6 +22,7 @@ from ._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ClientClosedError,
     DownloadError,
     IDPhotoError,
     LimiterTimeoutError,
@@ -40,7 +41,7 @@ from ._models import Task, TaskResult, TaskState
 from ._options import CreateOptions, ReturnType
 from ._paths import BatchItem
 from ._polling import PollSchedule
-from ._retry import RetryPolicy
+from ._retry import Retry, RetryPolicy, RetryPredicate
 
 __version__ = "0.1.0"
 
@@ -73,6 +74,7 @@ __all__ = [
     "BatchOutcomes",
     "BatchRunner",
     "BatchStats",
+    "ClientClosedError",
     "CreateOptions",
     "DownloadError",
     "IDPhotoError",
@@ -89,7 +91,9 @@ __all__ = [
     "RedisLimiter",
     "Reservation",
     "ResultExpiredError",
+    "Retry",
     "RetryPolicy",
+    "RetryPredicate",
     "ReturnType",
     "ServerError",
     "Shard",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -26,7 +26,7 @@ from ._constants import (
 from ._download import save_result
 from ._errors import (
     DownloadError,
-    MalformedResponseError,
+    ResultExpiredError,
     TaskFailedError,
     TaskTimeoutError,
     ValidationError,
@@ -36,7 +36,7 @@ from ._limiter import Limiter, TokenBucketLimiter
 from ._models import Task, TaskResult
 from ._options import CreateOptions, ReturnType, make_options
 from ._polling import PollSchedule
-from ._retry import RetryPolicy
+from ._retry import Retry, RetryPolicy
 from ._transport import ApiCaller, Secret
 
 if TYPE_CHECKING:
@@ -49,6 +49,9 @@ __all__ = ["AsyncIDPhotoClient", "ImageFile"]
 
 ImageFile = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 """An image to upload: a path, the bytes themselves, or a binary file object."""
+
+TimeoutTypes = float | httpx.Timeout
+"""Seconds for every phase of a request, or an ``httpx.Timeout`` setting each one."""
 
 WAIT_MARGIN = 30.0
 """Seconds `AsyncIDPhotoClient.wait` allows beyond the service's 180 s limit."""
@@ -69,8 +72,12 @@ class AsyncIDPhotoClient:
         base_url: defaults to env ``IDPHOTO_BASE_URL``, else the vendor's service.
         qps: the key's requests per second (default 2), when no ``limiter`` is given.
         limiter: a shared limiter (one key, many clients); see `TokenBucketLimiter`.
-        http_client: an ``httpx.AsyncClient`` to use (not closed by this client).
-        timeout: seconds for each request (sync creates wait up to the service's 180 s limit).
+        http_client: an ``httpx.AsyncClient`` to use (not closed by this client). It is used
+            as given: its TLS verification, proxies and limits are the caller's choice
+            (build it with verification on; the client's own pool always verifies).
+        timeout: seconds for each phase of a request (connect, send, headers, body), or an
+            ``httpx.Timeout`` setting each one (sync creates wait up to the service's 180 s
+            limit for the answer).
         max_retries: retries of a failed request (429, 5xx, connection errors).
         retry_creates: also retry a create after a 5xx or a connection lost mid-request.
             The API has no idempotency key: the first attempt may have made a task, so this
@@ -94,7 +101,7 @@ class AsyncIDPhotoClient:
         qps: float = DEFAULT_QPS,
         limiter: Limiter | None = None,
         http_client: httpx.AsyncClient | None = None,
-        timeout: float = 30.0,
+        timeout: TimeoutTypes = 30.0,
         max_retries: int = 3,
         retry_creates: bool = False,
         retry_policy: RetryPolicy | None = None,
@@ -119,28 +126,15 @@ class AsyncIDPhotoClient:
             )
         if max_retries < 0:
             raise ValidationError("max_retries must be 0 or more.", field="max_retries")
-        if http_client is not None and parsed.scheme == "https" and _tls_unverified(http_client):
-            raise ValidationError(
-                "The injected http_client does not verify TLS certificates (verify=False), "
-                f"and base_url {base!r} is https: the API key would go to whoever answers. "
-                "Pass a client with verification on (verify=True, or an ssl.SSLContext "
-                "trusting your CA).",
-                field="http_client",
-            )
+        self._timeout = _as_timeout(timeout)
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=False,
-            trust_env=False,
+        self._http = http_client or build_http_client(
+            max_connections=max_connections, timeout=self._timeout
         )
         self.limiter: Limiter = limiter or TokenBucketLimiter(qps)
         self.poll_schedule = poll_schedule or PollSchedule()
         self.retry_creates = retry_creates
         self.max_download_bytes = max_download_bytes
-        self._timeout = httpx.Timeout(timeout)
         self._api = ApiCaller(
             http=self._http,
             base_url=base,
@@ -156,6 +150,16 @@ class AsyncIDPhotoClient:
     def base_url(self) -> str:
         """The API origin requests go to."""
         return self._api.base_url
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How this client retries (`RetryPolicy.call` retries anything the same way)."""
+        return self._api.retry
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether `aclose` was called (using the client then raises `ClientClosedError`)."""
+        return self._api.closed
 
     @property
     def requests_sent(self) -> int:
@@ -177,7 +181,9 @@ class AsyncIDPhotoClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool (unless it was injected)."""
+        """Close the connection pool (unless it was injected). Idempotent; using the client
+        afterwards raises `ClientClosedError`."""
+        self._api.closed = True
         if self._owns_http:
             await self._http.aclose()
 
@@ -195,7 +201,7 @@ class AsyncIDPhotoClient:
         bg_color: str | None = ...,
         return_type: str | int | ReturnType | None = ...,
         retry_create: bool | None = ...,
-        timeout: float | None = ...,
+        timeout: TimeoutTypes | None = ...,
         max_retries: int | None = ...,
         queue_timeout: float | None = ...,
         on_send: Callable[[], Awaitable[object]] | None = ...,
@@ -213,7 +219,7 @@ class AsyncIDPhotoClient:
         bg_color: str | None = ...,
         return_type: str | int | ReturnType | None = ...,
         retry_create: bool | None = ...,
-        timeout: float | None = ...,
+        timeout: TimeoutTypes | None = ...,
         max_retries: int | None = ...,
         queue_timeout: float | None = ...,
         on_send: Callable[[], Awaitable[object]] | None = ...,
@@ -231,7 +237,7 @@ class AsyncIDPhotoClient:
         bg_color: str | None = ...,
         return_type: str | int | ReturnType | None = ...,
         retry_create: bool | None = ...,
-        timeout: float | None = ...,
+        timeout: TimeoutTypes | None = ...,
         max_retries: int | None = ...,
         queue_timeout: float | None = ...,
         on_send: Callable[[], Awaitable[object]] | None = ...,
@@ -248,7 +254,7 @@ class AsyncIDPhotoClient:
         bg_color: str | None = None,
         return_type: str | int | ReturnType | None = None,
         retry_create: bool | None = None,
-        timeout: float | None = None,
+        timeout: TimeoutTypes | None = None,
         max_retries: int | None = None,
         queue_timeout: float | None = None,
         on_send: Callable[[], Awaitable[object]] | None = None,
@@ -264,6 +270,7 @@ class AsyncIDPhotoClient:
         limiter's wait, once per attempt): a journal can record that a create may have
         made a task only from then on.
         """
+        self._api.check_open()
         options = make_options(size=size, format=format, bg_color=bg_color, return_type=return_type)
         validate_source(image_file, image_url)
         upload: Upload | None = None
@@ -293,7 +300,7 @@ class AsyncIDPhotoClient:
         image_url: str | None,
         sync: bool,
         retry_create: bool,
-        timeout: float | None,
+        timeout: TimeoutTypes | None,
         max_retries: int | None,
         queue_timeout: float | None,
         on_send: Callable[[], Awaitable[object]] | None,
@@ -313,9 +320,12 @@ class AsyncIDPhotoClient:
                 write=request_timeout.write,
                 pool=request_timeout.pool,
             )
-        data, message = await self._api.call(
+        parse: Callable[[Mapping[str, Any], str], Task | TaskResult]
+        parse = _parse_result if sync else _parse_task
+        created: Task | TaskResult = await self._api.call(
             "POST",
             API_PATH,
+            parse,
             files=fields,
             idempotent=retry_create,
             timeout=request_timeout,
@@ -323,13 +333,9 @@ class AsyncIDPhotoClient:
             queue_timeout=queue_timeout,
             on_send=on_send,
         )
-        try:
-            if not sync:
-                return Task.from_api(data)
-            result = TaskResult.from_api(data, message=message)
-        except MalformedResponseError as exc:
-            exc.task_may_exist = True  # the service answered 200: a task was probably made
-            raise
+        if isinstance(created, Task):
+            return created
+        result = created
         if result.is_failed:
             raise TaskFailedError(result.task_id, result.state, result.message)
         return result
@@ -340,7 +346,7 @@ class AsyncIDPhotoClient:
         self,
         task_id: str,
         *,
-        timeout: float | None = None,
+        timeout: TimeoutTypes | None = None,
         max_retries: int | None = None,
         queue_timeout: float | None = None,
     ) -> TaskResult:
@@ -350,16 +356,16 @@ class AsyncIDPhotoClient:
         """
         if not isinstance(task_id, str) or not task_id.strip():
             raise ValidationError("task_id must be a non-empty string.", field="task_id")
-        data, message = await self._api.call(
+        return await self._api.call(
             "GET",
             f"{API_PATH}/{urllib.parse.quote(task_id, safe='')}",
+            _parse_result,
             idempotent=True,
             priority=True,
             timeout=self._request_timeout(timeout),
             max_retries=max_retries,
             queue_timeout=queue_timeout,
         )
-        return TaskResult.from_api(data, message=message)
 
     async def wait(self, task: Task | str, *, timeout: float | None = None) -> TaskResult:
         """Poll ``task`` until it succeeds and return its result.
@@ -369,6 +375,7 @@ class AsyncIDPhotoClient:
         `TaskTimeoutError` after ``timeout`` seconds since the task was created
         (default: the service's 180 s limit plus a margin).
         """
+        self._api.check_open()
         if isinstance(task, str):
             task = Task(task_id=task)
         limit = MAX_PROCESSING_SECONDS + WAIT_MARGIN if timeout is None else timeout
@@ -404,37 +411,47 @@ class AsyncIDPhotoClient:
         result: TaskResult,
         dest: str | os.PathLike[str],
         *,
-        timeout: float | None = None,
+        timeout: TimeoutTypes | None = None,
         max_retries: int | None = None,
     ) -> Path:
-        """Save ``result``'s image to ``dest``: streamed, size-checked, atomic.
+        """Save ``result``'s image to ``dest``: streamed, checked whole, atomic.
 
-        Takes no API request slot and never sends the API key. Raises
-        `ResultExpiredError` when the URL is gone (results are kept for 1 hour) and
-        `DownloadError` when it fails (nothing is left under ``dest``).
+        Takes no API request slot and never sends the API key. A transfer that fails or
+        brings an incomplete image is retried (per `retry_policy`; a base64 result is
+        queried again first). Raises `ResultExpiredError` when the URL is gone (results
+        are kept for 1 hour) and `DownloadError` when it fails, including every error
+        writing ``dest`` (a folder, a read-only path, a full disk; ``retryable=False``).
+        Nothing is ever left under ``dest`` unless the whole image is.
         """
         if not result.is_done:
             raise DownloadError(
-                f"Task {result.task_id} has no image to download (state {int(result.state)}): "
-                "wait() for it first."
+                f"Task {result.task_id} has no image to download (state {int(result.state)}).",
+                task_id=result.task_id,
+                retryable=False,
+                advice="wait() for the task first.",
             )
-        retries = self._api.retry.max_retries if max_retries is None else max_retries
-        attempt = 0
-        while True:
-            try:
-                async with self._api.connection_slots():
-                    return await save_result(
-                        self._http,
-                        result,
-                        dest,
-                        max_bytes=self.max_download_bytes,
-                        timeout=self._request_timeout(timeout),
-                    )
-            except DownloadError:
-                if attempt >= retries:
-                    raise
-                await anyio.sleep(self._api.retry.delay(attempt))
-                attempt += 1
+        self._api.check_open()
+        current = result
+
+        async def attempt(number: int) -> Path:
+            nonlocal current
+            if number > 1 and not current.is_url:  # the same text would fail the same way
+                current = await self.get(current.task_id)
+            async with self._api.connection_slots():
+                return await save_result(
+                    self._http,
+                    current,
+                    dest,
+                    max_bytes=self.max_download_bytes,
+                    timeout=self._request_timeout(timeout),
+                )
+
+        return await self._api.retry.call(
+            attempt,
+            retry_on=_download_failed,
+            max_retries=max_retries,
+            what=f"the download of task {result.task_id}",
+        )
 
     async def generate(
         self,
@@ -487,11 +504,55 @@ class AsyncIDPhotoClient:
         (A short queue that drains in a fraction of a second, e.g. a burst at a high QPS,
         does not count: waiting longer for the first query would only add latency.)
         """
-        waiting = int(getattr(self.limiter, "waiting", 0))
+        waiting = self.limiter.waiting
         return waiting > 0 and waiting >= self.limiter.qps * SCARCE_QUEUE_SECONDS
 
-    def _request_timeout(self, timeout: float | None) -> httpx.Timeout:
-        return self._timeout if timeout is None else httpx.Timeout(timeout)
+    def _request_timeout(self, timeout: TimeoutTypes | None) -> httpx.Timeout:
+        return self._timeout if timeout is None else _as_timeout(timeout)
+
+
+def build_http_client(*, max_connections: int, timeout: httpx.Timeout) -> httpx.AsyncClient:
+    """The connection pool a client makes for itself (when no ``http_client`` is given).
+
+    TLS is always verified (httpx's default: the certifi bundle); no proxy or certificate
+    setting is read from the environment (``trust_env=False``); redirects are not followed.
+    This is the one place the client's transport is built.
+    """
+    return httpx.AsyncClient(
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+        timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def _as_timeout(timeout: TimeoutTypes) -> httpx.Timeout:
+    """``timeout`` as an ``httpx.Timeout`` (seconds: the same for every phase)."""
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise ValidationError(
+            f"timeout must be a positive number of seconds or an httpx.Timeout, got {timeout!r}.",
+            field="timeout",
+        )
+    return httpx.Timeout(float(timeout))
+
+
+def _parse_task(data: Mapping[str, Any], message: str) -> Task:
+    return Task.from_api(data)
+
+
+def _parse_result(data: Mapping[str, Any], message: str) -> TaskResult:
+    return TaskResult.from_api(data, message=message)
+
+
+def _download_failed(exc: Exception) -> Retry | None:
+    """The download predicate: retry a failed transfer, not an expiry or a local write error."""
+    if isinstance(exc, DownloadError) and exc.retryable and not isinstance(exc, ResultExpiredError):
+        return Retry(str(exc))
+    return None
 
 
 def _processing_duration(result: TaskResult, last_pending: float, observed: float) -> float:
@@ -504,18 +565,3 @@ def _processing_duration(result: TaskResult, last_pending: float, observed: floa
         served = (result.completed_at - result.created_at).total_seconds()
         return min(max(served, last_pending), observed)
     return (last_pending + observed) / 2 if last_pending > 0 else observed
-
-
-def _tls_unverified(http: httpx.AsyncClient) -> bool:
-    """Whether ``http``'s default transport has certificate verification turned off.
-
-    Looks at httpx's default transport only; a custom transport (a mock, a proxy mount)
-    is the caller's own business and is not judged.
-    """
-    import ssl
-
-    pool = getattr(getattr(http, "_transport", None), "_pool", None)
-    context = getattr(pool, "_ssl_context", None)
-    if not isinstance(context, ssl.SSLContext):
-        return False
-    return context.verify_mode == ssl.CERT_NONE or not context.check_hostname

@@ -30,3 +30,6 @@ MAX_RESULT_BYTES: Final = 64 * 1024 * 1024
 
 INLINE_UPLOAD_BYTES: Final = 1024 * 1024
 """An image file up to this size is read whole when checked and sent as one chunk."""
+
+MAX_TASK_ID_CHARS: Final = 256
+"""A task id longer than this is not one the service makes: the answer is refused."""

@@ -1,9 +1,13 @@
-"""Saving a result to disk: streamed, size-checked and atomic (temporary file + rename).
+"""Saving a result to disk: streamed, checked whole, atomic (temporary file + rename).
 
 A URL result is streamed in chunks to a temporary file beside the destination, its length
-checked against Content-Length and a cap, then renamed over the destination: a cut or
-oversized download never survives under the final name. A base64 result is decoded and
-written the same way. The API key is never sent to the result host.
+checked against Content-Length and a cap, and the image checked whole (it starts with the
+PNG or JPEG signature and ends with the format's end marker: PNG's ``IEND`` chunk, JPEG's
+EOI), then renamed over the destination: a cut, lying or oversized download never survives
+under the final name. A base64 result is decoded, checked and written the same way. Every
+phase of a download is bounded in time (`idphoto_async._timeouts.PhaseDeadline`). The API
+key is never sent to the result host. Any failure to write the destination (a folder, a
+read-only path, a full disk) is a `DownloadError` with ``retryable=False``.
 
 File I/O runs in anyio worker threads (not aiofiles, which runs on asyncio's executor only:
 this SDK must run unchanged on trio). A result is buffered in memory up to `SPOOL_BYTES` and
@@ -28,6 +32,7 @@ import httpx
 
 from ._errors import DownloadError, ResultExpiredError
 from ._models import TaskResult
+from ._timeouts import PhaseDeadline
 
 __all__ = ["save_result"]
 
@@ -35,11 +40,22 @@ CHUNK_SIZE = 64 * 1024
 SPOOL_BYTES = 256 * 1024
 """A result up to this size is written to disk in one go, at the end (one thread hop)."""
 DOWNLOAD_DEADLINE_FACTOR = 4.0
-"""A whole download attempt must end within this many read timeouts: httpx's read timeout
-bounds each read only, so a host trickling a byte at a time would otherwise never time out."""
+"""A result's body must arrive within this many read timeouts (and its headers within one):
+httpx's read timeout bounds each read only, so a host trickling a byte at a time would
+otherwise never time out."""
 MAX_REDIRECTS = 5
 _EXPIRED_STATUSES = frozenset({403, 404, 410})
-_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+"""The IEND chunk (length 0, type, CRC) that ends every PNG."""
+JPEG_END = b"\xff\xd9"
+"""The EOI marker that ends a JPEG (trailing NUL padding is tolerated)."""
+TAIL_BYTES = len(PNG_END)
+_WRITE_ADVICE = (
+    "Pass a file path in a writable folder with free space. The result can be downloaded "
+    "again (get(task_id), then download) until it expires, 1 hour after the task ended."
+)
 
 
 async def save_result(
@@ -52,28 +68,40 @@ async def save_result(
 ) -> Path:
     """Write ``result``'s image to ``dest`` atomically and return the path."""
     if not result.is_done or result.image is None:
-        raise DownloadError(f"Task {result.task_id} has no image yet (state {int(result.state)}).")
+        raise DownloadError(
+            f"Task {result.task_id} has no image yet (state {int(result.state)}).",
+            task_id=result.task_id,
+            retryable=False,
+            advice="wait() for the task first.",
+        )
     path = Path(dest)
     expires = result.expires_at
     if result.is_url and expires is not None and expires <= datetime.now(UTC):
         raise ResultExpiredError(result.task_id, f" (it expired at {expires.isoformat()})")
+    if await anyio.Path(path).is_dir():
+        raise DownloadError(
+            f"Cannot save the result of task {result.task_id}: {str(path)!r} is a folder.",
+            task_id=result.task_id,
+            retryable=False,
+            advice=_WRITE_ADVICE,
+        )
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
     spool = _Spool(tmp)
     try:
-        if result.is_url:
-            read = (timeout or http.timeout).read
-            deadline = DOWNLOAD_DEADLINE_FACTOR * read if read else None
-            try:
-                with anyio.fail_after(deadline):
-                    await _stream_url(http, result, spool, max_bytes=max_bytes, timeout=timeout)
-            except TimeoutError:
-                raise DownloadError(
-                    f"The download of task {result.task_id} did not finish within "
-                    f"{deadline:g} s (the result host trickled or stalled)."
-                ) from None
-        else:
-            _decode_base64(result, spool, max_bytes=max_bytes)
-        await anyio.to_thread.run_sync(spool.finish, path)
+        try:
+            if result.is_url:
+                await _stream_url(http, result, spool, max_bytes=max_bytes, timeout=timeout)
+            else:
+                _decode_base64(result, spool, max_bytes=max_bytes)
+            await anyio.to_thread.run_sync(spool.finish, path)
+        except OSError as exc:
+            raise DownloadError(
+                f"Cannot save the result of task {result.task_id} to {str(path)!r}: "
+                f"{exc.strerror or type(exc).__name__}.",
+                task_id=result.task_id,
+                retryable=False,
+                advice=_WRITE_ADVICE,
+            ) from None
     except BaseException:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(spool.discard)
@@ -136,15 +164,18 @@ def _decode_base64(result: TaskResult, spool: _Spool, *, max_bytes: int) -> None
         text = text.partition(",")[2]
     if len(text) * 3 // 4 > max_bytes:
         raise DownloadError(
-            f"The base64 result of task {result.task_id} is over the {max_bytes} byte cap."
+            f"The base64 result of task {result.task_id} is over the {max_bytes} byte cap.",
+            task_id=result.task_id,
+            retryable=False,
         )
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise DownloadError(
-            f"The result of task {result.task_id} is not valid base64 image data."
+            f"The result of task {result.task_id} is not valid base64 image data.",
+            task_id=result.task_id,
         ) from None
-    _check_image(data[:16], result.task_id)
+    _check_image(data[:16], data[-TAIL_BYTES:], result.task_id)
     spool.add(data)
 
 
@@ -160,39 +191,66 @@ async def _stream_url(
         url = httpx.URL(result.image or "")
     except (httpx.InvalidURL, ValueError):
         raise DownloadError(
-            f"The result URL of task {result.task_id} is not a valid URL."
+            f"The result URL of task {result.task_id} is not a valid URL.",
+            task_id=result.task_id,
+            retryable=False,
         ) from None
+    timeout = timeout or http.timeout
     for _ in range(MAX_REDIRECTS + 1):
         # A fresh request: no API key header ever goes to the result host.
-        request = http.build_request("GET", url, timeout=timeout or http.timeout)
-        try:
-            response = await http.send(request, stream=True, follow_redirects=False)
-        except httpx.InvalidURL:  # httpx parses a redirect's Location even when not following
-            raise DownloadError(
-                f"The result host of task {result.task_id} redirected to an invalid URL."
-            ) from None
-        except httpx.HTTPError as exc:
-            raise DownloadError(
-                f"Downloading the result of task {result.task_id} failed ({type(exc).__name__})."
-            ) from None
-        try:
-            if response.is_redirect:
-                url = _redirect_target(url, response, result.task_id)
-                continue
-            if response.status_code in _EXPIRED_STATUSES:
-                raise ResultExpiredError(
-                    result.task_id, f" (the result host answered {response.status_code})"
-                )
-            if response.status_code != 200:
+        deadline = PhaseDeadline(timeout, body_factor=DOWNLOAD_DEADLINE_FACTOR)
+        request = http.build_request(
+            "GET", url, timeout=timeout, extensions={"trace": deadline.trace}
+        )
+        target: httpx.URL | None = None
+        with deadline.scope:
+            try:
+                response = await http.send(request, stream=True, follow_redirects=False)
+            except httpx.InvalidURL:  # httpx parses a redirect's Location even when not following
                 raise DownloadError(
-                    f"The result host answered HTTP {response.status_code} for task "
-                    f"{result.task_id}."
-                )
-            await _write_stream(response, spool, max_bytes=max_bytes, task_id=result.task_id)
+                    f"The result host of task {result.task_id} redirected to an invalid URL.",
+                    task_id=result.task_id,
+                ) from None
+            except httpx.HTTPError as exc:
+                raise DownloadError(
+                    f"Downloading the result of task {result.task_id} failed "
+                    f"({type(exc).__name__}).",
+                    task_id=result.task_id,
+                ) from None
+            try:
+                if response.is_redirect:
+                    target = _redirect_target(url, response, result.task_id)
+                else:
+                    _check_status(response, result.task_id)
+                    deadline.reading_body()
+                    await _write_stream(
+                        response, spool, max_bytes=max_bytes, task_id=result.task_id
+                    )
+            finally:
+                await response.aclose()
+        if deadline.expired:
+            raise DownloadError(
+                f"The download of task {result.task_id} stalled: {deadline.describe()} "
+                "(the result host trickled or stalled).",
+                task_id=result.task_id,
+            )
+        if target is None:
             return
-        finally:
-            await response.aclose()
-    raise DownloadError(f"Too many redirects downloading the result of task {result.task_id}.")
+        url = target
+    raise DownloadError(
+        f"Too many redirects downloading the result of task {result.task_id}.",
+        task_id=result.task_id,
+    )
+
+
+def _check_status(response: httpx.Response, task_id: str) -> None:
+    if response.status_code in _EXPIRED_STATUSES:
+        raise ResultExpiredError(task_id, f" (the result host answered {response.status_code})")
+    if response.status_code != 200:
+        raise DownloadError(
+            f"The result host answered HTTP {response.status_code} for task {task_id}.",
+            task_id=task_id,
+        )
 
 
 def _redirect_target(url: httpx.URL, response: httpx.Response, task_id: str) -> httpx.URL:
@@ -201,13 +259,17 @@ def _redirect_target(url: httpx.URL, response: httpx.Response, task_id: str) -> 
         target = url.join(location)
     except (httpx.InvalidURL, ValueError):
         raise DownloadError(
-            f"The result of task {task_id} redirected to an invalid URL ({location[:80]!r})."
+            f"The result of task {task_id} redirected to an invalid URL ({location[:80]!r}).",
+            task_id=task_id,
+            retryable=False,
         ) from None
     if target.scheme not in ("http", "https") or (
         url.scheme == "https" and target.scheme != "https"
     ):
         raise DownloadError(
-            f"The result of task {task_id} redirected to a refused URL scheme ({target.scheme})."
+            f"The result of task {task_id} redirected to a refused URL scheme ({target.scheme}).",
+            task_id=task_id,
+            retryable=False,
         )
     return target
 
@@ -220,30 +282,56 @@ async def _write_stream(
     if response.headers.get("Content-Encoding", "identity") != "identity":
         declared = None  # the length is of the encoded body
     if declared is not None and declared > max_bytes:
-        raise DownloadError(f"The result of task {task_id} is {declared} bytes, over the cap.")
+        raise DownloadError(
+            f"The result of task {task_id} is {declared} bytes, over the cap.",
+            task_id=task_id,
+            retryable=False,
+        )
     received = 0
-    head = b""
+    head = tail = b""
     try:
         async for chunk in response.aiter_bytes(CHUNK_SIZE):
             received += len(chunk)
             if received > max_bytes:
                 raise DownloadError(
-                    f"The result of task {task_id} is over the {max_bytes} byte cap."
+                    f"The result of task {task_id} is over the {max_bytes} byte cap.",
+                    task_id=task_id,
+                    retryable=False,
                 )
             if len(head) < 16:
                 head += chunk[: 16 - len(head)]
+            tail = (tail + chunk)[-TAIL_BYTES:]
             if spool.add(chunk):
                 await anyio.to_thread.run_sync(spool.spill)
     except httpx.HTTPError as exc:
         raise DownloadError(
             f"The download of task {task_id} was cut short after {received} bytes "
-            f"({type(exc).__name__})."
+            f"({type(exc).__name__}).",
+            task_id=task_id,
         ) from None
     if declared is not None and received != declared:
-        raise DownloadError(f"The download of task {task_id} got {received} of {declared} bytes.")
-    _check_image(head, task_id)
+        raise DownloadError(
+            f"The download of task {task_id} got {received} of {declared} bytes.",
+            task_id=task_id,
+        )
+    _check_image(head, tail, task_id)
 
 
-def _check_image(head: bytes, task_id: str) -> None:
-    if not head.startswith(_IMAGE_MAGIC):
-        raise DownloadError(f"The result of task {task_id} is not a PNG or JPEG image.")
+def _check_image(head: bytes, tail: bytes, task_id: str) -> None:
+    """A whole PNG or JPEG: its signature first and its end marker last."""
+    if head.startswith(PNG_SIGNATURE):
+        whole = tail.endswith(PNG_END)
+        kind, marker = "PNG", "IEND chunk"
+    elif head.startswith(JPEG_SIGNATURE):
+        whole = tail.rstrip(b"\x00").endswith(JPEG_END)
+        kind, marker = "JPEG", "end-of-image marker"
+    else:
+        raise DownloadError(
+            f"The result of task {task_id} is not a PNG or JPEG image.", task_id=task_id
+        )
+    if not whole:
+        raise DownloadError(
+            f"The result of task {task_id} is an incomplete {kind} (no {marker} at its end: "
+            "the transfer was cut short or the host sent a wrong length).",
+            task_id=task_id,
+        )

@@ -18,16 +18,22 @@ Hierarchy::
     ├── TaskFailedError            the task ended with a negative state
     ├── TaskTimeoutError           the task did not finish in time
     ├── ResultExpiredError         the result URL is gone (kept for 1 hour)
-    ├── DownloadError              the result download failed or was cut short
+    ├── DownloadError              the result download failed, was cut short or not saved
+    ├── ClientClosedError          the client was used after ``aclose()``
     ├── LimiterTimeoutError        no request slot within the caller's timeout
     └── LimiterUnavailableError    the shared (Redis) limiter cannot be reached
+
+Every error is built with its data and never changed after it is raised. An `APIError`
+carries the request (``method``, ``url``; never the key), ``task_may_exist``, ``task_id``
+where an answer named one, and for an answer its ``status_code`` and a bounded ``body``
+excerpt. ``str(error)`` is one readable sentence saying what to do next.
 
 No message or repr ever contains the API key.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 if TYPE_CHECKING:
     from ._models import TaskState
@@ -39,6 +45,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "DownloadError",
     "IDPhotoError",
     "LimiterTimeoutError",
@@ -53,6 +60,19 @@ __all__ = [
     "ValidationError",
     "status_error",
 ]
+
+BODY_EXCERPT_CHARS = 500
+"""An error keeps at most this many characters of the answer's body."""
+
+
+class ErrorContext(TypedDict, total=False):
+    """What an `APIError` knows of its request and answer (keyword arguments of each class)."""
+
+    method: str | None
+    url: str | None
+    task_may_exist: bool
+    task_id: str | None
+    body: str | None
 
 
 class IDPhotoError(Exception):
@@ -71,12 +91,34 @@ class ValidationError(IDPhotoError, ValueError):
 
 
 class APIError(IDPhotoError):
-    """Talking to the API failed."""
+    """Talking to the API failed.
 
-    task_may_exist: bool = False
-    """For a create: the request may have reached the service and made a task (and so may
-    be charged) although no task id came back: a 5xx, a timeout or a connection cut after
-    sending, or an unreadable 200 answer. Creating again may pay twice."""
+    Args:
+        message: the readable sentence (``str(error)``).
+        method: the request's HTTP method (``"POST"`` for a create).
+        url: the request's URL (the key travels in a header, never in it).
+        task_may_exist: for a create: the request may have reached the service and made a
+            task (and so may be charged). Creating again may pay twice.
+        task_id: the task an answer named, if any (poll it instead of creating again).
+        body: an excerpt (at most `BODY_EXCERPT_CHARS`, key masked) of the answer's body.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        task_may_exist: bool = False,
+        task_id: str | None = None,
+        body: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.task_may_exist = task_may_exist
+        self.task_id = task_id
+        self.body = None if body is None else body[:BODY_EXCERPT_CHARS]
 
 
 class APIStatusError(APIError):
@@ -86,13 +128,20 @@ class APIStatusError(APIError):
     advice: str = "Check the request and try again."
 
     def __init__(
-        self, message: str, *, status_code: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        **context: Unpack[ErrorContext],
     ) -> None:
         if status_code is not None:
             self.status_code = status_code
         self.api_message = message
         self.retry_after = retry_after
-        super().__init__(f"HTTP {self.status_code}: {message or 'no message'}. {self.advice}")
+        super().__init__(
+            f"HTTP {self.status_code}: {message or 'no message'}. {self.advice}", **context
+        )
 
 
 class BadRequestError(APIStatusError):
@@ -150,15 +199,25 @@ class APIConnectionError(APIError):
 
     retryable = True
 
-    def __init__(self, message: str = "Could not connect to the API.") -> None:
-        super().__init__(f"{message} Check the network and base_url; the call can be retried.")
+    def __init__(
+        self,
+        message: str = "Could not connect to the API.",
+        **context: Unpack[ErrorContext],
+    ) -> None:
+        super().__init__(
+            f"{message} Check the network and base_url; the call can be retried.", **context
+        )
 
 
 class APITimeoutError(APIConnectionError):
-    """The request timed out."""
+    """The request timed out (in any phase: connect, send, headers, body)."""
 
-    def __init__(self, message: str = "The request timed out.") -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str = "The request timed out.",
+        **context: Unpack[ErrorContext],
+    ) -> None:
+        super().__init__(message, **context)
 
 
 class MalformedResponseError(APIError):
@@ -166,10 +225,12 @@ class MalformedResponseError(APIError):
 
     retryable = True
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, **context: Unpack[ErrorContext]) -> None:
+        self.detail = message
         super().__init__(
             f"Unexpected response from the API: {message}. Check base_url points at the ID Photo "
-            "API; retry later if it does."
+            "API; retry later if it does.",
+            **context,
         )
 
 
@@ -220,12 +281,35 @@ class ResultExpiredError(IDPhotoError):
 
 
 class DownloadError(IDPhotoError):
-    """Downloading or decoding the result failed; nothing was left under the final name."""
+    """Downloading, checking or saving the result failed; nothing was left under the final name.
 
-    retryable = True
+    ``retryable`` is True for a failed or cut transfer (a new download may work) and False
+    when the destination cannot be written (a folder, a read-only path, a full disk).
+    """
 
-    def __init__(self, message: str) -> None:
-        super().__init__(f"{message} The destination was not written; the download can be retried.")
+    retryable: bool = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task_id: str | None = None,
+        retryable: bool = True,
+        advice: str = "The destination was not written; the download can be retried.",
+    ) -> None:
+        self.task_id = task_id
+        self.retryable = retryable
+        super().__init__(f"{message} {advice}")
+
+
+class ClientClosedError(IDPhotoError):
+    """The client was used after `aclose()` (or after its ``async with`` block)."""
+
+    def __init__(self, what: str = "AsyncIDPhotoClient") -> None:
+        super().__init__(
+            f"This {what} is closed (aclose() was called or its `with` block ended): "
+            "create a new client, or keep this one open for as long as it is used."
+        )
 
 
 class LimiterTimeoutError(IDPhotoError):
@@ -252,10 +336,14 @@ _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
 
 
 def status_error(
-    status_code: int, message: str, *, retry_after: float | None = None
+    status_code: int,
+    message: str,
+    *,
+    retry_after: float | None = None,
+    **context: Unpack[ErrorContext],
 ) -> APIStatusError:
     """The exception for a non-200 status, with the seed's meaning."""
     cls = _STATUS_CLASSES.get(status_code)
     if cls is None:
         cls = ServerError if status_code >= 500 else APIStatusError
-    return cls(message, status_code=status_code, retry_after=retry_after)
+    return cls(message, status_code=status_code, retry_after=retry_after, **context)

@@ -17,7 +17,6 @@ import bisect
 import heapq
 import itertools
 import math
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import ClassVar, Protocol, runtime_checkable
 
@@ -26,6 +25,7 @@ import anyio.lowlevel
 
 from ._constants import DEFAULT_QPS
 from ._errors import LimiterTimeoutError
+from ._waiters import FairQueue, Waiter
 
 __all__ = ["DEFAULT_MARGIN", "Limiter", "Reservation", "TokenBucketLimiter"]
 
@@ -51,6 +51,24 @@ class Limiter(Protocol):
         """The configured requests per second."""
         ...
 
+    @property
+    def waiting(self) -> int:
+        """Callers of this process queued for a slot right now (the client reads it to pace
+        its polling when requests are scarce)."""
+        ...
+
+    async def reserve(
+        self,
+        *,
+        timeout: float | None = None,
+        priority: bool = False,
+    ) -> Reservation:
+        """Like `acquire`, but return a `Reservation`: call its ``sent()`` when the request
+        really leaves. A limiter that counts requests from the grant returns
+        ``Reservation()`` (whose ``sent`` does nothing); `TokenBucketLimiter` re-stamps the
+        slot with the real departure time."""
+        ...
+
     async def acquire(
         self,
         *,
@@ -73,18 +91,20 @@ class Limiter(Protocol):
 
 
 class Reservation:
-    """A slot taken with `TokenBucketLimiter.reserve`: call `sent` when the request leaves.
+    """A slot taken with `Limiter.reserve`: call `sent` when the request leaves.
 
-    Until then the request counts as about to arrive at any moment, so the limiter hands
+    ``Reservation()`` is the plain one of a limiter that counts requests from the grant:
+    `sent` only records that it was called. `TokenBucketLimiter.reserve` passes ``depart``:
+    until `sent` the request counts as about to arrive at any moment, so the limiter hands
     out no slot that could share a window with it; `sent` pins it to its real departure
-    time. Idempotent; a reservation dropped without `sent` keeps blocking its window place,
-    so call it in a ``finally`` (with no argument it stamps the current time).
+    time. Idempotent; a reservation dropped without `sent` may keep blocking its window
+    place, so call it in a ``finally`` (with no argument it stamps the current time).
     """
 
-    __slots__ = ("_done", "_limiter")
+    __slots__ = ("_depart", "_done")
 
-    def __init__(self, limiter: TokenBucketLimiter) -> None:
-        self._limiter = limiter
+    def __init__(self, depart: Callable[[float | None], None] | None = None) -> None:
+        self._depart = depart
         self._done = False
 
     @property
@@ -97,26 +117,20 @@ class Reservation:
         if self._done:
             return
         self._done = True
-        self._limiter._depart(self._limiter._clock() if at is None else at)
+        if self._depart is not None:
+            self._depart(at)
 
 
-class _Waiter:
+class _Waiter(Waiter):
     """One queued `TokenBucketLimiter.acquire` call."""
 
-    __slots__ = ("deadline", "done", "event", "expired", "priority", "reserve", "timeout")
+    __slots__ = ("deadline", "reserve", "timeout")
 
     def __init__(self, priority: bool, timeout: float, deadline: float, reserve: bool) -> None:
-        self.priority = priority
+        super().__init__(priority)
         self.reserve = reserve
         self.timeout = timeout
         self.deadline = deadline
-        self.event = anyio.Event()
-        self.done = False  # left the queue: granted, cancelled or timed out
-        self.expired = False
-
-    async def wait(self) -> None:
-        await self.event.wait()
-        self.event = anyio.Event()
 
 
 class TokenBucketLimiter:
@@ -199,10 +213,8 @@ class TokenBucketLimiter:
         self._paused_until = -math.inf
         self._factor_floor = 1.0  # rate factor right after the last slowdown
         self._recover_from = -math.inf
-        self._queues: tuple[deque[_Waiter], deque[_Waiter]] = (deque(), deque())  # normal, prio
-        self._counts = [0, 0]  # live waiters in each queue
+        self._queue: FairQueue[_Waiter] = FairQueue(priority_run=self.PRIORITY_RUN)
         self._deadlines: list[tuple[float, int, _Waiter]] = []
-        self._priority_run = 0  # priority grants in a row
         self._seq = itertools.count()
         self._sleep_scope: anyio.CancelScope | None = None
         self.acquired = 0
@@ -234,7 +246,7 @@ class TokenBucketLimiter:
     @property
     def waiting(self) -> int:
         """Callers queued for a slot right now."""
-        return self._counts[0] + self._counts[1]
+        return self._queue.waiting
 
     @property
     def unsent(self) -> int:
@@ -273,7 +285,7 @@ class TokenBucketLimiter:
         `sent` when httpx has written the request's headers).
         """
         await self._grant(timeout, priority, reserve=True)
-        return Reservation(self)
+        return Reservation(self._depart)
 
     async def on_rate_limited(self, retry_after: float | None = None) -> None:
         """Pause all slots for ``retry_after`` seconds (default one full window) and slow down.
@@ -315,21 +327,19 @@ class TokenBucketLimiter:
                 raise LimiterTimeoutError(timeout, retry_after=wait)
             deadline = now + timeout
         waiter = _Waiter(priority, math.inf if timeout is None else timeout, deadline, reserve)
-        self._queues[priority].append(waiter)
-        self._counts[priority] += 1
+        is_head = self._queue.join(waiter)
         if timeout is not None:
             self._push_deadline(waiter)
         # A new waiter's deadline is never before the head's wake-up time (its estimate
         # includes the slot the head waits for), so only a displaced head needs a kick.
-        if self._head() is waiter and self._sleep_scope is not None:
+        if is_head and self._sleep_scope is not None:
             self._sleep_scope.cancel()
             self._sleep_scope = None
         try:
             await self._wait_for_slot(waiter)
         except BaseException:
-            if not waiter.done:
-                self._leave(waiter)
-            self._wake_head()
+            self._queue.leave(waiter)
+            self._queue.wake_head()
             raise
 
     async def _wait_for_slot(self, waiter: _Waiter) -> None:
@@ -338,18 +348,14 @@ class TokenBucketLimiter:
                 raise LimiterTimeoutError(
                     waiter.timeout, retry_after=self._estimate(self._clock(), waiter.priority)
                 )
-            if self._head() is not waiter:
+            if self._queue.head() is not waiter:
                 await waiter.wait()
                 continue
             now = self._clock()
             slot = self._next_slot(now)
             if slot <= now + _EPS:
-                self._queues[waiter.priority].popleft()
-                self._leave(waiter)
-                others = waiter.priority and self._counts[0] > 0  # normal ones were passed
-                self._priority_run = self._priority_run + 1 if others else 0
                 self._take(now, waiter.reserve)
-                self._wake_head()
+                self._queue.grant(waiter)
                 return
             self._expire(now)
             if waiter.expired:
@@ -404,49 +410,27 @@ class TokenBucketLimiter:
         if len(self._recent) > self._limit:
             del self._recent[0]
 
-    def _depart(self, at: float) -> None:
-        """A reserved request left at ``at`` (`Reservation.sent`)."""
+    def _depart(self, at: float | None) -> None:
+        """A reserved request left at ``at`` (default now; `Reservation.sent`)."""
         blocked = self._pending >= self._limit
         self._pending -= 1
-        self._record(at)
+        self._record(self._clock() if at is None else at)
         if blocked:  # the head may sleep until a departure: let it look again
             if self._sleep_scope is not None:
                 self._sleep_scope.cancel()
                 self._sleep_scope = None
-            self._wake_head()
+            self._queue.wake_head()
 
     def _estimate(self, now: float, priority: bool) -> float:
         """Seconds until a new waiter of this class would get its slot (no later arrivals)."""
         if priority:  # the priority ones ahead, and the others served between them
-            turn = 1 if self._priority_run >= self.PRIORITY_RUN else 0
-            ahead = self._counts[1] + min(self._counts[0], self._counts[1] + turn)
+            turn = 1 if self._queue.run_over else 0
+            normal, first = self._queue.count(False), self._queue.count(True)
+            ahead = first + min(normal, first + turn)
         else:
             ahead = self.waiting
         step = max(self._spacing(now), self._window / self._limit)
         return max(0.0, self._next_slot(now, pending_leave_now=True) - now) + ahead * step
-
-    def _head(self) -> _Waiter | None:
-        """The next waiter to serve: priority first, unless its run is over and others wait."""
-        first = self._first(self._queues[1])
-        normal = self._first(self._queues[0])
-        if first is None or (normal is not None and self._priority_run >= self.PRIORITY_RUN):
-            return normal
-        return first
-
-    @staticmethod
-    def _first(queue: deque[_Waiter]) -> _Waiter | None:
-        while queue and queue[0].done:
-            queue.popleft()
-        return queue[0] if queue else None
-
-    def _wake_head(self) -> None:
-        head = self._head()
-        if head is not None:
-            head.event.set()
-
-    def _leave(self, waiter: _Waiter) -> None:
-        waiter.done = True
-        self._counts[waiter.priority] -= 1
 
     def _push_deadline(self, waiter: _Waiter) -> None:
         heap = self._deadlines
@@ -467,5 +451,5 @@ class TokenBucketLimiter:
             waiter = heapq.heappop(heap)[2]
             if not waiter.done:
                 waiter.expired = True
-                self._leave(waiter)
+                self._queue.leave(waiter)
                 waiter.event.set()

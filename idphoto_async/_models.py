@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import attrs
 
-from ._constants import RESULT_TTL
+from ._constants import MAX_TASK_ID_CHARS, RESULT_TTL
 from ._errors import MalformedResponseError
 
 __all__ = ["ImageKind", "Task", "TaskResult", "TaskState"]
@@ -150,7 +150,7 @@ def _require_task_id(data: Mapping[str, Any]) -> str:
     if not isinstance(data, Mapping):
         raise MalformedResponseError("data is not an object")
     task_id = data.get("task_id")
-    if not isinstance(task_id, str) or not task_id or len(task_id) > 256:
+    if not isinstance(task_id, str) or not task_id or len(task_id) > MAX_TASK_ID_CHARS:
         raise MalformedResponseError("the response has no valid data.task_id")
     return task_id
 

@@ -19,7 +19,6 @@ import functools
 import logging
 import math
 import uuid
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Final, Literal, cast
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -38,7 +37,8 @@ import redis.retry
 
 from ._constants import DEFAULT_QPS
 from ._errors import IDPhotoError, LimiterTimeoutError
-from ._limiter import TokenBucketLimiter
+from ._limiter import Reservation, TokenBucketLimiter
+from ._waiters import FairQueue, Waiter
 
 __all__ = ["DEFAULT_REDIS_URL", "LimiterUnavailableError", "RedisLimiter"]
 
@@ -211,21 +211,6 @@ def _on_asyncio() -> bool:
     return True
 
 
-class _Waiter:
-    """One queued `RedisLimiter.acquire` call of this process."""
-
-    __slots__ = ("done", "event", "priority")
-
-    def __init__(self, priority: bool) -> None:
-        self.priority = priority
-        self.event = anyio.Event()
-        self.done = False
-
-    async def wait(self) -> None:
-        await self.event.wait()
-        self.event = anyio.Event()
-
-
 class RedisLimiter:
     """A `idphoto_async._limiter.Limiter` shared through Redis by many processes.
 
@@ -317,8 +302,7 @@ class RedisLimiter:
             else None
         )
         self._local_until = -math.inf  # use the fallback until then (anyio.current_time)
-        self._queues: tuple[deque[_Waiter], deque[_Waiter]] = (deque(), deque())
-        self._counts = [0, 0]
+        self._queue: FairQueue[Waiter] = FairQueue()
         self._sleep_scope: anyio.CancelScope | None = None
         self._next_hint = -math.inf  # when the head expects its slot (anyio.current_time)
         self.acquired = 0
@@ -360,7 +344,7 @@ class RedisLimiter:
     @property
     def waiting(self) -> int:
         """Callers of this process queued for a slot right now."""
-        return self._counts[0] + self._counts[1]
+        return self._queue.waiting
 
     async def __aenter__(self) -> RedisLimiter:
         return self
@@ -413,18 +397,26 @@ class RedisLimiter:
             if estimate > timeout + _EPS:
                 raise LimiterTimeoutError(timeout, retry_after=estimate)
             deadline = now + max(0.0, timeout)
-        waiter = _Waiter(priority)
-        self._queues[priority].append(waiter)
-        self._counts[priority] += 1
-        if self._head() is waiter and self._sleep_scope is not None:
+        waiter = Waiter(priority)
+        if self._queue.join(waiter) and self._sleep_scope is not None:
             self._sleep_scope.cancel()  # a priority caller displaced a sleeping head
             self._sleep_scope = None
         try:
             await self._wait_for_slot(waiter, timeout, deadline)
         finally:
-            if not waiter.done:
-                self._leave(waiter)
-            self._wake_head()
+            self._queue.leave(waiter)
+            self._queue.wake_head()
+
+    async def reserve(
+        self,
+        *,
+        timeout: float | None = None,
+        priority: bool = False,
+    ) -> Reservation:
+        """`acquire`, as a plain `Reservation` (a slot granted in Redis is not re-stamped
+        when its request leaves: `REDIS_DEFAULT_MARGIN` covers that delay)."""
+        await self.acquire(timeout=timeout, priority=priority)
+        return Reservation()
 
     async def on_rate_limited(self, retry_after: float | None = None) -> None:
         """Report a 429: every process on the key pauses, then the shared rate slows down.
@@ -449,14 +441,14 @@ class RedisLimiter:
     # -- internals -------------------------------------------------------------------------
 
     async def _wait_for_slot(
-        self, waiter: _Waiter, requested: float | None, deadline: float
+        self, waiter: Waiter, requested: float | None, deadline: float
     ) -> None:
         while True:
-            if self._head() is not waiter:
+            if self._queue.head() is not waiter:
                 with anyio.move_on_after(deadline - anyio.current_time()):
                     await waiter.wait()
                     continue
-                self._leave(waiter)
+                self._queue.leave(waiter)
                 raise self._timeout(requested, waiter.priority)
             if self._fallback is not None and anyio.current_time() < self._local_until:
                 await self._acquire_local(waiter, requested, deadline)
@@ -489,7 +481,7 @@ class RedisLimiter:
                         self._sleep_scope = None
 
     async def _acquire_local(
-        self, waiter: _Waiter, requested: float | None, deadline: float
+        self, waiter: Waiter, requested: float | None, deadline: float
     ) -> None:
         assert self._fallback is not None
         remaining = None if requested is None else max(0.0, deadline - anyio.current_time())
@@ -513,9 +505,8 @@ class RedisLimiter:
             )
         self._local_until = anyio.current_time() + _RECHECK_AFTER
 
-    def _grant(self, waiter: _Waiter) -> None:
-        self._queues[waiter.priority].popleft()
-        self._leave(waiter)
+    def _grant(self, waiter: Waiter) -> None:
+        self._queue.grant(waiter)
         self.acquired += 1
 
     def _timeout(self, requested: float | None, priority: bool) -> LimiterTimeoutError:
@@ -526,27 +517,10 @@ class RedisLimiter:
 
     def _estimate(self, now: float, priority: bool) -> float:
         """A lower bound of the wait of a new waiter (only this process's queue is known)."""
-        ahead = self._counts[1] if priority else self.waiting
+        ahead = self._queue.count(True) if priority else self.waiting
         if ahead == 0:
             return 0.0
         return max(0.0, self._next_hint - now) + ahead * self._spacing
-
-    def _head(self) -> _Waiter | None:
-        for queue in (self._queues[1], self._queues[0]):
-            while queue and queue[0].done:
-                queue.popleft()
-            if queue:
-                return queue[0]
-        return None
-
-    def _wake_head(self) -> None:
-        head = self._head()
-        if head is not None:
-            head.event.set()
-
-    def _leave(self, waiter: _Waiter) -> None:
-        waiter.done = True
-        self._counts[waiter.priority] -= 1
 
     def _args(self, op: str, pause: float, max_wait: float) -> list[str]:
         tb = TokenBucketLimiter

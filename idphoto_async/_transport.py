@@ -1,4 +1,4 @@
-"""One API request: limiter slot, send, map the answer or failure to our errors, retry.
+"""One API request: limiter slot, send (every phase bounded), map the answer, retry.
 
 Retries follow one rule: a request is sent again only where that cannot charge twice.
 Queries are always safe. A create is safe when it surely never reached the service (the
@@ -6,32 +6,44 @@ connection was refused, or the service answered 429, which it does before making
 after a 5xx or a connection lost mid-request the task may exist already, and the API has no
 idempotency key, so a create is retried then only when the caller allows it
 (``retry_creates=True``): a possible second charge in exchange for not failing the photo.
+An answer that names a task id is that task: it is never sent again, whatever its status.
+
+Errors are built once, when the retries are over, with what is known of the request
+(`_Failure` carries an attempt's failure until then): method, URL, status, a body excerpt,
+the task the answer named, and whether a task may exist after all the attempts.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import attrs
 import httpx
 
-from ._constants import API_KEY_HEADER, INLINE_UPLOAD_BYTES
+from ._constants import API_KEY_HEADER, INLINE_UPLOAD_BYTES, MAX_TASK_ID_CHARS
 from ._errors import (
+    BODY_EXCERPT_CHARS,
     APIConnectionError,
     APIError,
     APITimeoutError,
+    ClientClosedError,
     MalformedResponseError,
-    RateLimitError,
     status_error,
 )
-from ._limiter import Limiter, Reservation, TokenBucketLimiter
-from ._retry import RetryPolicy, parse_retry_after
+from ._limiter import Limiter
+from ._logging import logger
+from ._retry import Retry, RetryPolicy, parse_retry_after
+from ._timeouts import PhaseDeadline
 
-__all__ = ["ApiCaller", "Secret"]
+__all__ = ["ApiCaller", "Parse", "Secret", "raw_envelope"]
+
+T = TypeVar("T")
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 """Cap on an API answer: a base64 result of the largest ID photo fits well within it."""
@@ -39,8 +51,10 @@ SMALL_BODY = INLINE_UPLOAD_BYTES + 64 * 1024
 """Multipart bodies up to this size (an inline upload and its form fields) are joined before
 sending (see `_join_small_body`)."""
 BODY_DEADLINE_FACTOR = 2.0
-"""The whole answer body must arrive within this many read timeouts. httpx's read timeout
-bounds each read only: a server trickling a byte at a time would otherwise never time out."""
+"""The whole answer body must arrive within this many read timeouts (a request body be sent
+within this many write timeouts, plus time for its size): httpx's timeouts bound each socket
+operation only, so a server trickling a byte at a time would otherwise never time out. See
+`idphoto_async._timeouts.PhaseDeadline`."""
 
 
 class Secret:
@@ -64,6 +78,15 @@ class Secret:
         return bool(self._value)
 
 
+Parse = Callable[[Mapping[str, Any], str], T]
+"""Reads the envelope's ``data`` and ``message`` into a value; raises MalformedResponseError."""
+
+
+def raw_envelope(data: Mapping[str, Any], message: str) -> tuple[Mapping[str, Any], str]:
+    """A `Parse` that returns the envelope's ``data`` and ``message`` as they are."""
+    return data, message
+
+
 @attrs.define
 class ApiCaller:
     """Sends API requests through the shared limiter, with retries and error mapping."""
@@ -77,6 +100,7 @@ class ApiCaller:
     queue_timeout: float | None = None
     max_connections: int = 64
     requests_sent: int = 0
+    closed: bool = False
     _slots: anyio.CapacityLimiter | None = attrs.field(default=None, init=False, repr=False)
 
     def connection_slots(self) -> anyio.CapacityLimiter:
@@ -90,10 +114,16 @@ class ApiCaller:
             self._slots = anyio.CapacityLimiter(self.max_connections)
         return self._slots
 
+    def check_open(self) -> None:
+        """Raise `ClientClosedError` if the client (or its injected pool) is closed."""
+        if self.closed or self.http.is_closed:
+            raise ClientClosedError()
+
     async def call(
         self,
         method: str,
         path: str,
+        parse: Parse[T],
         *,
         files: Mapping[str, Any] | None = None,
         data: Mapping[str, str] | None = None,
@@ -103,187 +133,259 @@ class ApiCaller:
         max_retries: int | None = None,
         queue_timeout: float | None = None,
         on_send: Callable[[], Awaitable[object]] | None = None,
-    ) -> tuple[Mapping[str, Any], str]:
-        """Send one API request; return the envelope's ``data`` object and ``message``.
+    ) -> T:
+        """Send one API request; return ``parse(data, message)`` of its envelope.
 
-        ``queue_timeout`` (else the caller's default) bounds the wait for a limiter slot:
-        past it `LimiterTimeoutError` is raised and nothing is sent. ``on_send`` is called
-        each time the request is about to go out (after the limiter granted a slot).
+        ``idempotent``: the request may be sent again after it may have reached the service
+        (queries; a create only with ``retry_creates``). A create whose answer names a task
+        is never sent again. ``queue_timeout`` (else the caller's default) bounds the wait
+        for a limiter slot: past it `LimiterTimeoutError` is raised and nothing is sent.
+        ``on_send`` is called each time the request is about to go out (after the limiter
+        granted a slot). A `MalformedResponseError` from ``parse`` is not retried.
         """
+        self.check_open()
         queue_timeout = self.queue_timeout if queue_timeout is None else queue_timeout
         if queue_timeout == math.inf:  # explicitly unbounded, whatever the client's default
             queue_timeout = None
-        retries = self.retry.max_retries if max_retries is None else max_retries
-        attempt = 0
+        creates = method == "POST"
         landed = False  # some attempt may have reached the service (and made a task)
-        while True:
+
+        async def attempt(number: int) -> T:
+            nonlocal landed
             try:
                 return await self._attempt(
                     method,
                     path,
+                    number,
+                    parse,
                     files=files,
                     data=data,
                     priority=priority,
-                    timeout=timeout,
+                    timeout=timeout or self.timeout,
                     queue_timeout=queue_timeout,
                     on_send=on_send,
                 )
-            except MalformedResponseError as exc:  # a 200 answer we cannot read
-                exc.task_may_exist = True
+            except _Failure as failure:
+                landed = landed or not failure.nothing_made
                 raise
-            except APIError as exc:  # a 4xx: refused, nothing made by this attempt
-                exc.task_may_exist = landed
-                raise
-            except _Retryable as exc:
-                landed = landed or not exc.never_reached
-                safe = exc.never_reached or idempotent
-                if attempt >= retries or not safe:
-                    exc.error.task_may_exist = landed
-                    raise exc.error from None
-                retry_after = (
-                    exc.error.retry_after if isinstance(exc.error, RateLimitError) else None
-                )
-                if isinstance(exc.error, RateLimitError):
-                    # The limiter already paused everybody; wait our turn there.
-                    delay = 0.0
-                else:
-                    delay = self.retry.delay(attempt, retry_after=retry_after)
-                attempt += 1
-                await anyio.sleep(delay)
+
+        def retry_on(exc: Exception) -> Retry | None:
+            if not isinstance(exc, _Failure) or not exc.retryable:
+                return None
+            if creates and exc.task_id is not None:
+                return None  # the answer named its task: sending again would pay twice
+            if exc.nothing_made or idempotent:
+                return Retry(exc.reason, after=exc.retry_after)
+            return None
+
+        try:
+            return await self.retry.call(
+                attempt, retry_on=retry_on, max_retries=max_retries, what=f"{method} {path}"
+            )
+        except _Failure as failure:
+            error = failure.error(task_may_exist=creates and landed)
+        if error.task_may_exist:
+            logger.warning(
+                "%s %s may have made a (charged) task without a usable answer%s: %s",
+                method,
+                path,
+                f" (task {error.task_id}: poll it, do not create again)" if error.task_id else "",
+                error,
+            )
+        raise error
 
     async def _attempt(
         self,
         method: str,
         path: str,
+        number: int,
+        parse: Parse[T],
         *,
         files: Mapping[str, Any] | None,
         data: Mapping[str, str] | None,
         priority: bool,
-        timeout: httpx.Timeout | None,
+        timeout: httpx.Timeout,
         queue_timeout: float | None,
         on_send: Callable[[], Awaitable[object]] | None,
-    ) -> tuple[Mapping[str, Any], str]:
-        reservation = await self._take_slot(queue_timeout, priority)
+    ) -> T:
+        reservation = await self.limiter.reserve(timeout=queue_timeout, priority=priority)
+        url = self.base_url + path
+        started = time.perf_counter()
+        outcome: object = "not sent"
         try:
+            self.check_open()
             if on_send is not None:
                 await on_send()
             headers = {API_KEY_HEADER: self.api_key.reveal()} if self.api_key else {}
             request = self.http.build_request(
-                method,
-                self.base_url + path,
-                headers=headers,
-                files=files,
-                data=data,
-                timeout=timeout or self.timeout,
-                extensions=None if reservation is None else {"trace": _departure(reservation)},
+                method, url, headers=headers, files=files, data=data, timeout=timeout
             )
             if files is not None:
                 _join_small_body(request)
             async with self.connection_slots():
                 self.requests_sent += 1
-                response, body = await self._exchange(request, timeout)
+                response, body = await self._exchange(request, timeout, reservation.sent)
+            outcome = response.status_code
+            return await self._interpret(method, url, response, body, parse)
+        except _Failure as failure:
+            if not isinstance(outcome, int):
+                outcome = failure.reason
+            raise
+        except anyio.get_cancelled_exc_class():
+            outcome = "cancelled"
+            raise
         finally:
-            if reservation is not None:  # no headers went out (error, mock transport): now
-                reservation.sent()
-        return await self._interpret(response, body)
-
-    async def _take_slot(self, queue_timeout: float | None, priority: bool) -> Reservation | None:
-        """A limiter slot; a `Reservation` if the limiter counts requests from departure."""
-        if isinstance(self.limiter, TokenBucketLimiter):
-            return await self.limiter.reserve(timeout=queue_timeout, priority=priority)
-        await self.limiter.acquire(timeout=queue_timeout, priority=priority)
-        return None
+            reservation.sent()  # no headers went out (error, mock transport): now
+            logger.debug(
+                "%s %s -> %s in %.0f ms (attempt %d)",
+                method,
+                path,
+                outcome,
+                (time.perf_counter() - started) * 1000,
+                number,
+            )
 
     async def _exchange(
-        self, request: httpx.Request, timeout: httpx.Timeout | None
+        self, request: httpx.Request, timeout: httpx.Timeout, on_sent: Callable[[], None]
     ) -> tuple[httpx.Response, bytes]:
-        """Send ``request`` and read the whole (capped) answer; failures as `_Retryable`."""
-        try:
-            response = await self.http.send(request, stream=True, follow_redirects=False)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            # Nothing was sent: safe to retry any request.
-            error: APIError = (
-                APITimeoutError("Connecting to the API timed out.")
-                if isinstance(exc, httpx.ConnectTimeout)
-                else APIConnectionError(f"Could not connect to the API ({type(exc).__name__}).")
-            )
-            raise _Retryable(error, never_reached=True) from None
-        except httpx.InvalidURL:  # httpx parses a redirect's Location even when not following
-            raise _Retryable(
-                MalformedResponseError("the answer redirects to an invalid URL"),
-                never_reached=False,
-            ) from None
-        except httpx.PoolTimeout:
-            raise _Retryable(
-                APITimeoutError("No free connection in the pool in time."), never_reached=True
-            ) from None
-        except httpx.TimeoutException as exc:
-            raise _Retryable(
-                APITimeoutError(f"The API did not answer in time ({type(exc).__name__})."),
-                never_reached=False,
-            ) from None
-        except httpx.TransportError as exc:
-            raise _Retryable(
-                APIConnectionError(f"The connection to the API failed ({type(exc).__name__})."),
-                never_reached=False,
-            ) from None
-        read_timeout = (timeout or self.timeout).read
-        deadline = BODY_DEADLINE_FACTOR * read_timeout if read_timeout else None
-        try:
-            with anyio.fail_after(deadline):
+        """Send ``request`` and read the whole (capped) answer, every phase bounded."""
+        length = request.headers.get("Content-Length", "")
+        deadline = PhaseDeadline(
+            timeout,
+            body_factor=BODY_DEADLINE_FACTOR,
+            upload_bytes=int(length) if length.isdigit() else 0,
+            on_headers_sent=on_sent,
+        )
+        request.extensions["trace"] = deadline.trace
+        fail = functools.partial(_Failure.of, request)
+        body: bytes | None = None
+        with deadline.scope:
+            try:
+                response = await self.http.send(request, stream=True, follow_redirects=False)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # Nothing was sent: safe to retry any request.
+                name = type(exc).__name__
+                if isinstance(exc, httpx.ConnectError):
+                    message = f"Could not connect to the API ({name})."
+                    raise fail(APIConnectionError, message, name, nothing_made=True) from None
+                message = f"The API did not answer in time ({name})."
+                raise fail(APITimeoutError, message, name, nothing_made=True) from None
+            except httpx.InvalidURL:  # httpx parses a redirect's Location even when not following
+                message = "the answer redirects to an invalid URL"
+                raise fail(MalformedResponseError, message, "bad redirect") from None
+            except httpx.TimeoutException as exc:
+                name = type(exc).__name__
+                message = f"The API did not answer in time ({name})."
+                raise fail(APITimeoutError, message, name) from None
+            except httpx.TransportError as exc:
+                name = type(exc).__name__
+                message = f"The connection to the API failed ({name})."
+                raise fail(APIConnectionError, message, name) from None
+            except RuntimeError:
+                if self.http.is_closed:  # its owner closed the injected pool meanwhile
+                    raise ClientClosedError() from None
+                raise
+            deadline.reading_body()
+            try:
                 body = await _read_capped(response, MAX_JSON_BYTES)
-        except TimeoutError:
-            raise _Retryable(
-                APITimeoutError(
-                    f"The API answer trickled in for over {deadline:g} s without ending."
-                ),
-                never_reached=False,
-            ) from None
-        except httpx.TimeoutException as exc:
-            raise _Retryable(
-                APITimeoutError(f"The API answer stalled ({type(exc).__name__})."),
-                never_reached=False,
-            ) from None
-        except httpx.TransportError as exc:
-            raise _Retryable(
-                APIConnectionError(f"The API answer was cut short ({type(exc).__name__})."),
-                never_reached=False,
-            ) from None
-        finally:
-            await response.aclose()
+            except _TooLarge as exc:
+                raise fail(MalformedResponseError, str(exc), "answer too large") from None
+            except httpx.TimeoutException as exc:
+                name = type(exc).__name__
+                raise fail(APITimeoutError, f"The API answer stalled ({name}).", name) from None
+            except httpx.TransportError as exc:
+                name = type(exc).__name__
+                message = f"The API answer was cut short ({name})."
+                raise fail(APIConnectionError, message, name) from None
+            finally:
+                await response.aclose()
+        if body is None:  # the deadline of a phase ended the exchange
+            message = f"The API did not answer in time: {deadline.describe()}."
+            raise fail(
+                APITimeoutError,
+                message,
+                f"timeout ({deadline.phase})",
+                nothing_made=not deadline.sent_anything,
+            )
         return response, body
 
     async def _interpret(
-        self, response: httpx.Response, body: bytes
-    ) -> tuple[Mapping[str, Any], str]:
+        self,
+        method: str,
+        url: str,
+        response: httpx.Response,
+        body: bytes,
+        parse: Parse[T],
+    ) -> T:
         envelope = _parse_envelope(body)
         status = response.status_code
         message = ""
+        excerpt = self._scrub(body[:BODY_EXCERPT_CHARS].decode("utf-8", "replace"))
+        task_id: str | None = None
+        data: object = None
         if envelope is not None:
             raw_message = envelope.get("message")
             message = self._scrub(raw_message[:500]) if isinstance(raw_message, str) else ""
+            data = envelope.get("data")
+            task_id = _named_task(data)
             json_status = envelope.get("status")
-            if status == 200 and isinstance(json_status, int) and not isinstance(json_status, bool):
-                status = json_status
+            if isinstance(json_status, int) and not isinstance(json_status, bool):
+                if status != 200 and json_status == 200 and task_id is not None:
+                    logger.warning(
+                        "%s %s answered HTTP %d, but its body says status 200 and names task "
+                        "%s: taking that task (the request is not sent again)",
+                        method,
+                        url,
+                        status,
+                        task_id,
+                    )
+                    status = 200
+                elif status == 200:
+                    status = json_status
+        common: dict[str, Any] = {"method": method, "url": url, "body": excerpt}
+        make: Callable[..., APIError]
         if status == 200:
             if envelope is None:
-                raise _Retryable(
-                    MalformedResponseError("the answer is not a JSON envelope"), never_reached=False
+                make = functools.partial(
+                    MalformedResponseError, "the answer is not a JSON envelope", **common
                 )
-            data = envelope.get("data")
+                raise _Failure(make, reason="not a JSON envelope")
             if not isinstance(data, Mapping):
-                raise MalformedResponseError("the answer has no data object")
-            return data, message
+                make = functools.partial(
+                    MalformedResponseError, "the answer has no data object", **common
+                )
+                raise _Failure(make, reason="no data object", retryable=False)
+            try:
+                return parse(data, message)
+            except MalformedResponseError as exc:
+                make = functools.partial(
+                    MalformedResponseError, exc.detail, task_id=task_id, **common
+                )
+                raise _Failure(make, reason="unreadable answer", retryable=False) from None
         if envelope is None:
-            message = message or self._scrub(body[:200].decode("utf-8", "replace").strip())
+            message = message or excerpt.strip()[:200]
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        error = status_error(status, message, retry_after=retry_after)
+        make = functools.partial(
+            status_error, status, message, retry_after=retry_after, task_id=task_id, **common
+        )
         if status == 429:
+            logger.info(
+                "Rate limited (HTTP 429) on %s %s: pausing every request for %s",
+                method,
+                url.removeprefix(self.base_url),
+                "one window" if retry_after is None else f"{retry_after:g} s (Retry-After)",
+            )
             await self.limiter.on_rate_limited(retry_after)
-            raise _Retryable(error, never_reached=True)
-        if status >= 500:
-            raise _Retryable(error, never_reached=False)
-        raise error
+            # The limiter paused everybody: wait our turn there, not in a backoff of our own.
+            raise _Failure(make, reason="HTTP 429", nothing_made=True, retry_after=0.0)
+        raise _Failure(
+            make,
+            reason=f"HTTP {status}",
+            nothing_made=400 <= status < 500,  # refused: the service made nothing
+            retryable=status >= 500,
+            retry_after=retry_after,
+            task_id=task_id,
+        )
 
     def _scrub(self, text: str) -> str:
         """``text`` (from the service's answer) with any echo of the API key masked."""
@@ -291,23 +393,62 @@ class ApiCaller:
         return text.replace(key, "***") if len(key) >= 4 else text
 
 
-class _Retryable(Exception):
-    """Internal: a failure that may be retried, and whether the request surely never landed."""
+class _Failure(Exception):
+    """Internal: one attempt failed; carries what the final public error is built from.
 
-    def __init__(self, error: APIError, *, never_reached: bool) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.never_reached = never_reached
+    ``nothing_made``: this attempt surely made no task (never sent, or refused with a 4xx);
+    ``retryable``: another attempt may succeed; ``task_id``: the answer named a task.
+    """
+
+    def __init__(
+        self,
+        make: Callable[..., APIError],
+        *,
+        reason: str,
+        nothing_made: bool = False,
+        retryable: bool = True,
+        retry_after: float | None = None,
+        task_id: str | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.make = make
+        self.reason = reason
+        self.nothing_made = nothing_made
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.task_id = task_id
+
+    @classmethod
+    def of(
+        cls,
+        request: httpx.Request,
+        error_class: Callable[..., APIError],
+        message: str,
+        reason: str,
+        *,
+        nothing_made: bool = False,
+    ) -> _Failure:
+        """A failure of the exchange itself (no answer to read)."""
+        make = functools.partial(error_class, message, method=request.method, url=str(request.url))
+        return cls(make, reason=reason, nothing_made=nothing_made)
+
+    def error(self, *, task_may_exist: bool) -> APIError:
+        """The public error, built once with all its data."""
+        return self.make(task_may_exist=task_may_exist)
 
 
-def _departure(reservation: Reservation) -> Callable[[str, Mapping[str, Any]], Awaitable[None]]:
-    """An httpcore ``trace`` hook: the request leaves when its headers are written."""
+class _TooLarge(Exception):
+    """Internal: the answer is over `MAX_JSON_BYTES`."""
 
-    async def trace(event: str, info: Mapping[str, Any]) -> None:
-        if event.endswith(".send_request_headers.complete"):
-            reservation.sent()
 
-    return trace
+def _named_task(data: object) -> str | None:
+    """The task id an answer's ``data`` names, if it is a usable one."""
+    if not isinstance(data, Mapping):
+        return None
+    task_id = data.get("task_id")
+    if isinstance(task_id, str) and 0 < len(task_id) <= MAX_TASK_ID_CHARS:
+        return task_id
+    return None
 
 
 def _join_small_body(request: httpx.Request) -> None:
@@ -335,12 +476,12 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
     """Read a streamed body, refusing more than ``limit`` bytes."""
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise MalformedResponseError(f"the answer is {declared} bytes, over the {limit} cap")
+        raise _TooLarge(f"the answer is {declared} bytes, over the {limit} cap")
     chunks: list[bytes] = []
     total = 0
     async for chunk in response.aiter_bytes():
         total += len(chunk)
         if total > limit:
-            raise MalformedResponseError(f"the answer is over the {limit} byte cap")
+            raise _TooLarge(f"the answer is over the {limit} byte cap")
         chunks.append(chunk)
     return b"".join(chunks)

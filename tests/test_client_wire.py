@@ -28,6 +28,7 @@ class RecordingLimiter:
     """A limiter that never waits and records every call."""
 
     qps = 1000.0
+    waiting = 0
 
     def __init__(self) -> None:
         self.acquired: list[bool] = []
@@ -35,6 +36,12 @@ class RecordingLimiter:
 
     async def acquire(self, *, timeout: float | None = None, priority: bool = False) -> None:
         self.acquired.append(priority)
+
+    async def reserve(
+        self, *, timeout: float | None = None, priority: bool = False
+    ) -> ia.Reservation:
+        await self.acquire(timeout=timeout, priority=priority)
+        return ia.Reservation()
 
     async def on_rate_limited(self, retry_after: float | None = None) -> None:
         self.rate_limited.append(retry_after)
@@ -613,7 +620,7 @@ async def test_requests_on_the_wire_never_exceed_the_pool() -> None:
 async def test_large_download_spills_to_disk_and_stays_atomic(tmp_path: Path, cut: bool) -> None:
     from idphoto_async._download import SPOOL_BYTES
 
-    image = b"\xff\xd8\xff" + bytes(3 * SPOOL_BYTES)  # more than the in-memory buffer
+    image = b"\xff\xd8\xff" + bytes(3 * SPOOL_BYTES) + b"\xff\xd9"  # over the memory buffer
 
     def handler(request: httpx.Request) -> httpx.Response:
         body = image[: SPOOL_BYTES * 2] if cut else image

@@ -20,7 +20,7 @@ import redis.asyncio
 from redis_server import free_port, running_redis_server
 
 from idphoto_async._errors import IDPhotoError, LimiterTimeoutError
-from idphoto_async._limiter import Limiter
+from idphoto_async._limiter import Limiter, Reservation
 from idphoto_async._redis_limiter import (
     REDIS_DEFAULT_MARGIN,
     LimiterUnavailableError,
@@ -102,18 +102,21 @@ _WORKER = textwrap.dedent(
     import anyio
     from idphoto_async._redis_limiter import RedisLimiter
 
-    url, key, qps, start, duration, backend = sys.argv[1:]
-    start, duration = float(start), float(duration)
+    url, key, qps, duration, backend = sys.argv[1:]
+    duration = float(duration)
 
     async def main() -> None:
         stamps = []
         async with RedisLimiter(url, key=key, qps=float(qps)) as limiter:
+            await limiter.check()  # connected
+            print("ready", flush=True)
+            start = float(sys.stdin.readline())  # the same start for every worker
             await anyio.sleep(max(0.0, start - time.time()))
             with anyio.move_on_after(start + duration - time.time()):
                 while True:
                     await limiter.acquire()
                     stamps.append(time.time())
-        print(json.dumps(stamps))
+        print(json.dumps(stamps), flush=True)
 
     anyio.run(main, backend=backend)
     """
@@ -122,21 +125,28 @@ _WORKER = textwrap.dedent(
 
 def test_four_processes_share_the_key(redis_url: str, key: str) -> None:
     qps, duration = 2.0, 4.0
-    start = time.time() + 1.5  # all workers imported and connected by then
     backends = ["asyncio", "trio", "asyncio", "trio"]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WORKER, redis_url, key, str(qps), str(start), str(duration), b],
+            [sys.executable, "-c", _WORKER, redis_url, key, str(qps), str(duration), b],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for b in backends
     ]
+    for proc in procs:  # imports take seconds on a loaded machine: start when all are ready
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    start = time.time() + 0.5
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(f"{start}\n")
+        proc.stdin.flush()
     stamps: list[float] = []
     per_worker = []
     for proc in procs:
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         mine = json.loads(out)
         per_worker.append(len(mine))
@@ -391,3 +401,27 @@ def test_one_limiter_across_successive_event_loops(redis_url: str, key: str) -> 
     for backend in ("asyncio", "asyncio", "trio", "asyncio"):
         anyio.run(once, backend=backend)
     assert limiter.acquired == 4
+
+
+# -- the Limiter protocol ----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_reserve_gives_a_plain_reservation_and_waiting_counts_the_queue(
+    redis_url: str, key: str
+) -> None:
+    limiter = RedisLimiter(redis_url, key=key, qps=5.0)
+    try:
+        assert isinstance(limiter, Limiter)
+        reservation = await limiter.reserve()
+        assert isinstance(reservation, Reservation) and not reservation.is_sent
+        reservation.sent()
+        assert reservation.is_sent
+        async with anyio.create_task_group() as tg:
+            for _ in range(2):
+                tg.start_soon(limiter.acquire)
+            await anyio.wait_all_tasks_blocked()
+            assert limiter.waiting == 2  # one sleeping for its slot, one queued behind it
+        assert limiter.waiting == 0 and limiter.acquired == 3
+    finally:
+        await limiter.aclose()

@@ -2,7 +2,7 @@
 
 Not in any repr or str, not in logs at any level (httpx and httpcore included), not in error
 text (even when the server echoes it), not in the report or the journal, not to the result
-host (directly or after a redirect); and TLS verification cannot be turned off silently.
+host (directly or after a redirect); and the client's own pool always verifies TLS.
 """
 
 from __future__ import annotations
@@ -10,19 +10,22 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
 import pytest
 from _batch_helpers import make_images
+from anyio.streams.tls import TLSListener
 
 import idphoto_async as ia
 from idphoto_async import AsyncIDPhotoClient, TokenBucketLimiter
 from idphoto_async._batch import BatchRunner
-from idphoto_async._errors import AuthenticationError, IDPhotoError, ValidationError
+from idphoto_async._errors import AuthenticationError, IDPhotoError
 from idphoto_async._journal import JOURNAL_NAME
 from idphoto_async._models import TaskResult, TaskState
 from idphoto_async._polling import PollSchedule
@@ -98,6 +101,8 @@ async def test_no_key_in_logs_errors_journal_or_report_across_a_run(
             logging.getLogger(name).setLevel(logging.NOTSET)
     assert any(r.name.startswith("httpx") for r in caplog.records)  # the loggers were on
     assert any(r.name.startswith("httpcore") for r in caplog.records)
+    ours = {r.levelname for r in caplog.records if r.name == "idphoto_async"}
+    assert {"DEBUG", "INFO"} <= ours  # requests and retries (of the injected faults) logged
     for record in caplog.records:
         text = record.getMessage() + repr(record.args) + repr(getattr(record, "__dict__", ""))
         assert not leaks(text), text
@@ -153,7 +158,7 @@ async def test_server_echoing_the_key_is_masked() -> None:
     "redirect", [None, "https://other-cdn.example/moved.png", "/same-host.png"]
 )
 async def test_key_never_sent_to_the_result_host(tmp_path: Path, redirect: str | None) -> None:
-    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 32 + b"\x00\x00\x00\x00IEND\xaeB`\x82"
     sent: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -205,34 +210,65 @@ async def test_key_never_sent_to_local_result_urls(tmp_path: Path) -> None:
 # -- TLS ---------------------------------------------------------------------------------------
 
 
-def test_tls_verification_off_is_refused_for_https() -> None:
-    insecure = httpx.AsyncClient(verify=False)
-    with pytest.raises(ValidationError, match="verify"):
-        AsyncIDPhotoClient(api_key=KEY, base_url="https://api.example", http_client=insecure)
-    no_hostname = ssl.create_default_context()
-    no_hostname.check_hostname = False
-    with pytest.raises(ValidationError, match="verify"):
-        AsyncIDPhotoClient(
-            api_key=KEY,
-            base_url="https://api.example",
-            http_client=httpx.AsyncClient(verify=no_hostname),
-        )
-    # Plain http (a local server) has nothing to verify; a verifying client is fine.
-    AsyncIDPhotoClient(api_key=KEY, base_url="http://127.0.0.1:8000", http_client=insecure)
-    AsyncIDPhotoClient(api_key=KEY, base_url="https://api.example", http_client=httpx.AsyncClient())
-    custom_ca = ssl.create_default_context()
-    AsyncIDPhotoClient(
-        api_key=KEY, base_url="https://api.example", http_client=httpx.AsyncClient(verify=custom_ca)
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no trust store knows, and its key (made by openssl)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
     )
+    return cert, key
 
 
-def test_own_client_verifies_tls_and_ignores_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HTTPS_PROXY", "http://evil-proxy.example:3128")
-    monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent")
-    client = AsyncIDPhotoClient(api_key=KEY, base_url="https://api.example")
-    context = client._http._transport._pool._ssl_context  # type: ignore[attr-defined]
-    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
-    assert client._http._mounts == {}  # trust_env=False: no proxy from the environment
+@pytest.mark.anyio
+async def test_own_client_verifies_tls_and_ignores_the_environment(
+    self_signed: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client's own pool refuses an unknown certificate, whatever the environment says
+    (SSL_CERT_FILE naming that very certificate, a proxy); an injected client is used as
+    given (here one trusting the certificate)."""
+    cert, key = self_signed
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    answer = b'{"status": 200, "message": "ok", "data": {"task_id": "T", "state": 0}}'
+    reached: list[bool] = []
+
+    async def serve(stream: anyio.abc.ByteStream) -> None:
+        async with stream:
+            await stream.receive()
+            reached.append(True)
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(answer)}\r\n\r\n"
+            await stream.send(head.encode() + answer)
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    tcp = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = tcp.extra(anyio.abc.SocketAttribute.local_port)
+    listener = TLSListener(tcp, server_ctx, standard_compatible=False)
+    base = f"https://127.0.0.1:{port}"
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        own = AsyncIDPhotoClient(api_key=KEY, base_url=base, max_retries=0)
+        async with own:
+            with pytest.raises(ia.APIConnectionError) as caught:
+                await own.get("T")
+        assert not reached and not leaks(str(caught.value))
+        trusting = httpx.AsyncClient(
+            verify=ssl.create_default_context(cafile=str(cert)), trust_env=False
+        )
+        async with (
+            trusting,
+            AsyncIDPhotoClient(api_key=KEY, base_url=base, http_client=trusting) as injected,
+        ):
+            assert (await injected.get("T")).task_id == "T"
+        assert reached
+        tg.cancel_scope.cancel()
 
 
 def test_limiter_knows_no_key() -> None:

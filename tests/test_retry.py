@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from idphoto_async._retry import MAX_RETRY_AFTER, RetryPolicy, parse_retry_after
+from idphoto_async._retry import MAX_RETRY_AFTER, Retry, RetryPolicy, parse_retry_after
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -157,3 +157,111 @@ def test_parse_retry_after_never_raises(value: str | None, now: datetime | None)
 def test_parse_retry_after_any_http_date(when: datetime) -> None:
     result = parse_retry_after(format_datetime(when, usegmt=True), now=NOW)
     assert result is None or 0.0 <= result <= MAX_RETRY_AFTER
+
+
+# -- RetryPolicy.call: the one retry loop ------------------------------------------------------
+
+
+class Flaky(Exception):
+    def __init__(self, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+
+
+class Fatal(Exception):
+    pass
+
+
+def retry_flaky(exc: Exception) -> Retry | None:
+    return Retry("flaky", after=exc.retry_after) if isinstance(exc, Flaky) else None
+
+
+class Script:
+    """An operation failing with ``failures`` in turn, then returning its attempt number."""
+
+    def __init__(self, *failures: Exception) -> None:
+        self.failures = list(failures)
+        self.attempts: list[int] = []
+
+    async def __call__(self, attempt: int) -> int:
+        self.attempts.append(attempt)
+        if self.failures:
+            raise self.failures.pop(0)
+        return attempt
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+@pytest.mark.anyio
+async def test_call_retries_what_the_predicate_allows_with_backoff() -> None:
+    policy = RetryPolicy(max_retries=3, initial=0.5, maximum=20.0)
+    script, sleeps = Script(Flaky(), Flaky()), Sleeps()
+    assert await policy.call(script, retry_on=retry_flaky, sleep=sleeps) == 3
+    assert script.attempts == [1, 2, 3]
+    assert len(sleeps.delays) == 2
+    assert 0 <= sleeps.delays[0] <= 0.5 and 0 <= sleeps.delays[1] <= 1.0  # full jitter caps
+
+
+@pytest.mark.anyio
+async def test_call_obeys_the_servers_wait_over_the_backoff() -> None:
+    policy = RetryPolicy(max_retries=3, initial=0.5, maximum=5.0)
+    script, sleeps = Script(Flaky(retry_after=3.0), Flaky(retry_after=0.0), Flaky(60.0)), Sleeps()
+    assert await policy.call(script, retry_on=retry_flaky, sleep=sleeps) == 4
+    assert sleeps.delays == [3.0, 0.0, 5.0]  # capped at maximum
+
+
+@pytest.mark.anyio
+async def test_call_raises_what_the_predicate_refuses_at_once() -> None:
+    script, sleeps = Script(Flaky(), Fatal()), Sleeps()
+    with pytest.raises(Fatal):
+        await RetryPolicy().call(script, retry_on=retry_flaky, sleep=sleeps)
+    assert script.attempts == [1, 2] and len(sleeps.delays) == 1
+
+
+@pytest.mark.anyio
+async def test_call_gives_up_after_max_retries_with_the_last_error() -> None:
+    last = Flaky()
+    script, sleeps = Script(Flaky(), Flaky(), last), Sleeps()
+    with pytest.raises(Flaky) as caught:
+        await RetryPolicy(max_retries=5).call(
+            script, retry_on=retry_flaky, max_retries=2, sleep=sleeps
+        )
+    assert caught.value is last and script.attempts == [1, 2, 3]
+    script = Script(Flaky())
+    with pytest.raises(Flaky):
+        await RetryPolicy(max_retries=0).call(script, retry_on=retry_flaky, sleep=sleeps)
+    assert script.attempts == [1]
+
+
+@pytest.mark.anyio
+async def test_call_logs_each_retry_and_never_catches_cancellation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    import anyio
+
+    caplog.set_level(logging.INFO, logger="idphoto_async")
+    script = Script(Flaky(retry_after=0.0))
+    await RetryPolicy().call(script, retry_on=retry_flaky, what="the thing")
+    (record,) = caplog.records
+    assert record.name == "idphoto_async" and record.levelno == logging.INFO
+    assert record.getMessage() == "Retrying the thing (retry 1 of 3) in 0.00 s: flaky"
+
+    seen: list[Exception] = []
+
+    def record_all(exc: Exception) -> Retry | None:
+        seen.append(exc)
+        return Retry("any")
+
+    async def forever(attempt: int) -> None:
+        await anyio.sleep_forever()
+
+    with anyio.move_on_after(0.05) as scope:
+        await RetryPolicy().call(forever, retry_on=record_all)
+    assert scope.cancelled_caught and seen == []

@@ -31,6 +31,7 @@ from .._errors import (
 )
 from .._journal import BatchStore, Entry, error_info
 from .._models import Task, TaskResult
+from .._retry import Retry
 from ._inputs import PlannedInput
 from ._outcome import BatchOutcome, BatchStats, Mode
 from ._policy import Attempts, Reason, RecreatePolicy
@@ -174,22 +175,34 @@ class PhotoPipeline:
 
     async def _make(self, photo: _Photo) -> BatchOutcome:
         """Create the photo; create it again only where `RecreatePolicy` says so."""
-        while True:
+        failures: list[IDPhotoError] = []
+
+        async def attempt(number: int) -> BatchOutcome:
+            if number > 1:
+                await self._note(photo, failures[-1])
             try:
-                if self.mode == "sync":
-                    result = await self._create(photo, sync=True)
-                    assert isinstance(result, TaskResult)
-                    return await self._download(photo, result)
-                task = await self._create(photo, sync=False)
-                assert isinstance(task, Task)
-                return await self._finish(photo, task, fresh=True)
+                created = await self._create(photo, sync=self.mode == "sync")
+                if isinstance(created, TaskResult):
+                    return await self._download(photo, created)
+                return await self._finish(photo, created, fresh=True)
             except IDPhotoError as exc:
-                reason = self._retry_reason(exc, photo)
-                if reason is None:
-                    raise
-                await self._note(photo, exc)
-                if reason is not Reason.RESULT_EXPIRED:
-                    await anyio.sleep(self._backoff(photo))
+                failures[:] = [exc]
+                raise
+
+        def retry_on(error: Exception) -> Retry | None:
+            if not isinstance(error, IDPhotoError):
+                return None
+            reason = self._retry_reason(error, photo)
+            if reason is None:
+                return None
+            return Retry(reason.value, after=0 if reason is Reason.RESULT_EXPIRED else None)
+
+        return await self.client.retry_policy.call(
+            attempt,
+            retry_on=retry_on,
+            max_retries=self.policy.budget,
+            what=f"create of {photo.job.name}",
+        )
 
     def _retry_reason(self, error: IDPhotoError, photo: _Photo) -> Reason | None:
         if self.stop.is_run_level(error):
@@ -205,11 +218,6 @@ class PhotoPipeline:
         if reason.may_charge:
             self.stats.possible_extra_charges += 1
         return reason
-
-    def _backoff(self, photo: _Photo) -> float:
-        attempt = photo.attempts.task_failed + photo.attempts.create_in_doubt
-        policy = getattr(getattr(self.client, "_api", None), "retry", None)
-        return float(policy.delay(attempt - 1)) if policy is not None else 0.0
 
     async def _note(self, photo: _Photo, error: IDPhotoError) -> None:
         """Journal a failure that is about to be followed by a new create."""
@@ -243,7 +251,15 @@ class PhotoPipeline:
                     sync=sync, retry_create=False, on_send=on_send, **self._create_args(photo)
                 )
             except APIError as exc:
-                if exc.task_may_exist and not key_refused(exc):
+                if key_refused(exc):
+                    raise
+                if exc.task_id:  # the answer named its task: that is the task, poll it
+                    self.stop.answered()
+                    photo.task_id = exc.task_id
+                    now = datetime.now(UTC)
+                    await store.created(job.key, job.name, exc.task_id, now)
+                    return Task(exc.task_id, now)
+                if exc.task_may_exist:
                     self.stats.creates_in_doubt += 1
                 raise
             except TaskFailedError as exc:  # sync mode: the task exists, keep its id

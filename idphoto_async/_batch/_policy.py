@@ -75,6 +75,11 @@ class RecreatePolicy:
     create_retries: int = attrs.field(default=0, validator=_non_negative)
     recreate_expired: bool = False
 
+    @property
+    def budget(self) -> int:
+        """The most new creates one photo can get in a run (all reasons together)."""
+        return self.task_retries + self.create_retries + int(self.recreate_expired)
+
     def reason(self, error: IDPhotoError, attempts: Attempts) -> Reason | None:
         """Why ``error`` calls for one more create of the photo, or None to report it."""
         if isinstance(error, TaskFailedError):

@@ -17,24 +17,26 @@ from .._models import TaskState
 
 __all__ = ["restore_error"]
 
-Factory = Callable[[ErrorInfo, str], IDPhotoError]
+Factory = Callable[[ErrorInfo, str | None], IDPhotoError]
 
 
-def _task_failed(info: ErrorInfo, task_id: str) -> IDPhotoError:
+def _task_failed(info: ErrorInfo, task_id: str | None) -> IDPhotoError:
     if info.state is None:
         return IDPhotoError(info.message)
-    return _errors.TaskFailedError(task_id, TaskState(info.state))
+    return _errors.TaskFailedError(task_id or "?", TaskState(info.state))
 
 
-def _status(info: ErrorInfo, _task_id: str) -> IDPhotoError:
-    return _errors.status_error(info.http_status or 0, info.message)
+def _status(info: ErrorInfo, task_id: str | None) -> IDPhotoError:
+    return _errors.status_error(info.http_status or 0, info.message, task_id=task_id)
 
 
 _FACTORIES: Final[dict[str, Factory]] = {
     "TaskFailedError": _task_failed,
-    "TaskTimeoutError": lambda _info, task_id: _errors.TaskTimeoutError(task_id, 0.0),
+    "TaskTimeoutError": lambda _info, task_id: _errors.TaskTimeoutError(task_id or "?", 0.0),
     "ResultExpiredError": lambda _info, task_id: _errors.ResultExpiredError(task_id),
-    "DownloadError": lambda info, _task_id: _errors.DownloadError(info.message),
+    "DownloadError": lambda info, task_id: _errors.DownloadError(
+        info.message, task_id=task_id, retryable=not info.permanent
+    ),
     "ValidationError": lambda info, _task_id: _errors.ValidationError(info.message),
     "APIConnectionError": lambda info, _task_id: _errors.APIConnectionError(info.message),
     "APITimeoutError": lambda info, _task_id: _errors.APITimeoutError(info.message),
@@ -47,7 +49,6 @@ def restore_error(info: ErrorInfo, task_id: str | None) -> IDPhotoError:
     factory = _FACTORIES.get(info.type)
     if factory is None and info.http_status is not None:
         factory = _status
-    error = factory(info, task_id or "?") if factory is not None else IDPhotoError(info.message)
+    error = factory(info, task_id) if factory is not None else IDPhotoError(info.message)
     error.args = (info.message,)  # the message as it was first reported, word for word
-    error.retryable = not info.permanent
     return error

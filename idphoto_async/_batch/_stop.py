@@ -99,7 +99,10 @@ class RunStop:
             self.answered()
             return False
         if isinstance(error, APIConnectionError):
-            return not self._answered
+            # A create that never connected (refused, DNS, connect timeout) made nothing:
+            # if no request has ever been answered, the origin cannot be reached at all.
+            never_connected = error.method == "POST" and not error.task_may_exist
+            return never_connected and not self._answered
         if isinstance(error, IDPhotoError):
             return (
                 isinstance(error, JournalWriteError | BatchConfigError)

@@ -27,14 +27,14 @@ def run_ours(
 
     async def main() -> None:
         async with AsyncIDPhotoClient(base_url=base_url, qps=qps) as client:
-            batch = client.batch(
+            async with client.batch(
                 (str(p) for p in inputs),
                 out_dir=out_dir,
                 mode=mode,
                 max_in_flight=concurrency,
                 format="jpg",
-            )
-            async for outcome in batch:
-                progress.done(outcome.ok)
+            ) as outcomes:
+                async for outcome in outcomes:
+                    progress.done(outcome.ok)
 
     anyio.run(main)

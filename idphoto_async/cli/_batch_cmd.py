@@ -66,6 +66,7 @@ EPILOG = """\
 examples:
   IDPHOTO_API_KEY=... idphoto batch photos/ -o out --size 295x413 --format jpg
   idphoto batch photos/ -o out --local --report report.jsonl
+  idphoto batch photos/ -o out --shard 2/3 --redis-url redis://host:6379/0   # one of 3 machines
 """
 
 

@@ -26,15 +26,17 @@ def run_ours(
     """Run one batch over ``inputs`` (journal on, as for a user), marking each outcome."""
 
     async def main() -> None:
-        async with AsyncIDPhotoClient(base_url=base_url, qps=qps) as client:
-            async with client.batch(
+        async with (
+            AsyncIDPhotoClient(base_url=base_url, qps=qps) as client,
+            client.batch(
                 (str(p) for p in inputs),
                 out_dir=out_dir,
                 mode=mode,
                 max_in_flight=concurrency,
                 format="jpg",
-            ) as outcomes:
-                async for outcome in outcomes:
-                    progress.done(outcome.ok)
+            ) as outcomes,
+        ):
+            async for outcome in outcomes:
+                progress.done(outcome.ok)
 
     anyio.run(main)

@@ -243,7 +243,7 @@ class _Write:
     params: tuple[Any, ...]
     durable: bool
     task_id: str | None
-    """The task whose id this write saves (a ``created`` record), named in a failure."""
+    """The task whose id this write saves (``created``, ``failed``), named in a failure."""
     error: JournalWriteError | None = None
 
 
@@ -481,7 +481,7 @@ class Journal:
             key, input, task_id, info.type, info.message, info.state, info.http_status,
             int(info.permanent), int(info.task_may_exist), _now(),
         )  # fmt: skip
-        await self._write(_SQL["failed"], params, durable=True)
+        await self._write(_SQL["failed"], params, durable=True, task_id=task_id)
 
 
 def _read_only(path: Path) -> sqlite3.Connection:

@@ -45,6 +45,9 @@ class JournalWriteError(IDPhotoError):
     (``kept`` says whether that record was committed all the same, from the disk reserve).
     """
 
+    retryable = True
+    """The same run again, once the disk is mended, goes on where this one stopped."""
+
     def __init__(
         self, path: Path, message: str, *, task_id: str | None = None, kept: bool = False
     ) -> None:

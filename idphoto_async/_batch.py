@@ -679,7 +679,7 @@ async def run_batch(
         mode: ``"async"`` (create, poll, download; resumable) or ``"sync"`` (one request per
             photo).
         max_in_flight: photos in progress at once; default from the client's QPS.
-        journal: the resume journal; default ``out_dir/.idphoto-journal.jsonl``, ``False``
+        journal: the resume journal; default ``out_dir/.idphoto-journal.sqlite3``, ``False``
             for none.
         retry_failed: try inputs that failed permanently in an earlier run again.
         task_retries: new creates (per input, per run) after a task fails with a

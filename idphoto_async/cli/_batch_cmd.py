@@ -48,7 +48,7 @@ fetches it).
 Re-running the same command resumes: finished photos are skipped without a request, tasks
 already created are polled instead of paid again, inputs that failed for good are reported
 again (use --retry-failed to try them anew). Progress is kept in a journal, by default
-OUT/.idphoto-journal.jsonl.
+OUT/.idphoto-journal.sqlite3.
 
 Exit status: 0 all succeeded (or were already done), 1 some inputs failed (the others are
 done), 2 usage or configuration error, 130 interrupted (re-run the same command to resume).
@@ -96,7 +96,7 @@ def configure(sub: Any) -> None:
         help="photos in progress at once (default: from --qps)",
     )
     run.add_argument(
-        "--journal", metavar="PATH", help="resume journal (default OUT/.idphoto-journal.jsonl)"
+        "--journal", metavar="PATH", help="resume journal (default OUT/.idphoto-journal.sqlite3)"
     )
     run.add_argument(
         "--report",

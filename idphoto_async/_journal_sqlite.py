@@ -23,12 +23,8 @@ import anyio
 import anyio.to_thread
 
 from ._journal_legacy import JournalState, fold_jsonl, parse_time
-from ._journal_types import Entry, ErrorInfo, JournalLockedError, JournalWriteError
-
-try:  # advisory lock: two batches must not share a journal
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+from ._journal_lock import LockFile
+from ._journal_types import Entry, ErrorInfo, JournalWriteError
 
 __all__ = [
     "JOURNAL_NAME",
@@ -183,56 +179,6 @@ def _looks_like_sqlite(path: Path) -> bool:
     return head in (b"", _SQLITE_HEADER)
 
 
-class _LockFile:
-    """``PATH-lock``: an exclusive advisory lock plus a reserve of preallocated disk space."""
-
-    def __init__(self, path: Path, fd: int) -> None:
-        self.path = path
-        self._fd = fd
-        self._reserved = False
-
-    @classmethod
-    def acquire(cls, path: Path, journal: Path) -> _LockFile:
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            if fcntl is None:  # pragma: no cover - Windows: no lock
-                return cls(path, fd)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise JournalLockedError(journal) from None
-            try:  # the file we locked must still be the one at ``path`` (a closing holder
-                st = os.stat(path)  # unlinks it): else lock the new one
-                fst = os.fstat(fd)
-                if (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino):
-                    return cls(path, fd)
-            except FileNotFoundError:
-                pass
-            os.close(fd)
-
-    def reserve(self, size: int) -> None:
-        """Hold ``size`` bytes of disk (best effort: a disk already full holds less)."""
-        try:
-            os.posix_fallocate(self._fd, 0, size)
-            self._reserved = True
-        except (OSError, AttributeError):
-            self._reserved = False
-
-    def release_reserve(self) -> bool:
-        """Give the reserve back to the filesystem; False if there was none left."""
-        if not self._reserved:
-            return False
-        self._reserved = False
-        os.ftruncate(self._fd, 0)
-        return True
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-        os.close(self._fd)  # releases the lock
-
-
 class Journal:
     """The resume journal of a batch: indexed lookups and transactional updates per input.
 
@@ -265,7 +211,7 @@ class Journal:
         self._conn: sqlite3.Connection | None = None
         self._checkpointer: sqlite3.Connection | None = None
         self._wal_fd: int | None = None
-        self._lock: _LockFile | None = None
+        self._lock: LockFile | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._committed = 0
         self._synced = 0
@@ -300,7 +246,7 @@ class Journal:
         if not _looks_like_sqlite(path):
             raise JournalWriteError.unusable(path, "it is not an idphoto journal (SQLite)")
         try:
-            self._lock = _LockFile.acquire(path.with_name(path.name + "-lock"), path)
+            self._lock = LockFile.acquire(path.with_name(path.name + "-lock"), path)
         except OSError as exc:
             raise JournalWriteError.unusable(path, exc.strerror or str(exc)) from None
         try:
@@ -329,6 +275,11 @@ class Journal:
                         conn.execute(statement)
                 self._import_legacy(conn)
             conn.execute("COMMIT")
+            schema = conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+            if not schema or int(schema[0]) > SCHEMA_VERSION:
+                raise JournalWriteError.unusable(
+                    self.path, "it was written by a newer version of idphoto-async"
+                )
             conn.execute("PRAGMA synchronous = NORMAL")  # durable records: see _sync
             conn.execute("PRAGMA wal_autocheckpoint = 0")  # in the worker thread instead
             self._in_doubt = int(conn.execute(_IN_DOUBT).fetchone()[0])

@@ -231,3 +231,15 @@ async def test_journal_is_a_batch_store(tmp_path: Path) -> None:
     async with Journal(tmp_path / "j.sqlite3") as journal:
         store: BatchStore = journal
         assert await store.lookup("k") is None
+
+
+async def test_journal_of_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / JOURNAL_NAME
+    async with Journal(path) as journal:
+        await journal.created("k", "a.jpg", "T", NOW)
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE meta SET value = 99 WHERE name = 'schema'")
+    with pytest.raises(JournalWriteError, match="written by a newer version"):
+        async with Journal(path):
+            pass  # pragma: no cover
+    assert rows(path) == [("a.jpg", "created", "T")]

@@ -276,7 +276,7 @@ async def test_a_journal_write_error_stops_the_run_and_keeps_the_task_id(
 
     class FullDisk(Journal):
         async def created(self, key: str, input: str, task_id: str, created_at: Any) -> None:
-            raise JournalWriteError(self.path, "disk full", task_id=task_id)
+            raise JournalWriteError.write_failed(self.path, None, task_id=task_id, kept=False)
 
     monkeypatch.setattr(_run, "Journal", FullDisk)
     images = make_images(tmp_path / "in", 10)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from _batch_helpers import make_bad_inputs, make_images
 
-from idphoto_async._journal import JOURNAL_NAME, load_journal
+from idphoto_async._journal import JOURNAL_NAME, journal_events, load_journal
 from idphoto_async.cli import main
 from idphoto_async.testing import LocalServer
 
@@ -233,15 +233,11 @@ def _kill_when_journal_has(
     """Signal ``proc`` once its journal holds ``lines`` records; False if it ended first."""
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            count = journal.read_bytes().count(b"\n")
-        except FileNotFoundError:
-            count = 0
-        if count >= lines:
+        if journal_events(journal) >= lines:
             proc.send_signal(sig)
             proc.wait(timeout=120)
             return True
-        time.sleep(0.002)  # polling the file, not timing the code under test
+        time.sleep(0.002)  # polling the journal, not timing the code under test
     proc.wait()
     return False
 
@@ -263,7 +259,7 @@ def _crash_campaign(tmp_path: Path, count: int, kills: int, seed: int) -> None:
                 cmd, env=env(IDPHOTO_API_KEY=KEY), stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )  # fmt: skip
-            already = journal.read_bytes().count(b"\n") if journal.exists() else 0
+            already = journal_events(journal)
             killed += _kill_when_journal_has(proc, journal, already + target // kills + 1)
         final = subprocess.run(cmd, env=env(IDPHOTO_API_KEY=KEY), capture_output=True,
                                text=True, timeout=300)  # fmt: skip

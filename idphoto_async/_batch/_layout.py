@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from .._errors import ValidationError
+from .._journal import Journal
 from .._paths import IMAGE_EXTENSIONS, is_url
 
 __all__ = [
@@ -25,10 +26,8 @@ __all__ = [
     "real",
 ]
 
-LEGACY_JOURNAL_NAME: Final = ".idphoto-journal.jsonl"
-"""The JSON-lines journal of earlier versions (imported once, so never to be overwritten)."""
-_SIDECARS: Final = ("", "-wal", "-shm", "-journal")
-"""An SQLite database and the files SQLite keeps beside it."""
+_SIDECARS: Final = ("", "-wal", "-shm", "-journal", "-lock")
+"""The journal's database and the files kept beside it (SQLite's, and the lock file)."""
 
 
 class BatchConfigError(ValidationError):
@@ -114,9 +113,11 @@ def check_side_files(
                 field=flag.strip("-"),
             )
     if journal is not None and report is not None:
-        journal_path, report_path = real(journal), real(report)
+        store = Journal(journal)  # `x.jsonl` means the database `x.sqlite3` (imported once)
+        journal_path, report_path = real(store.path), real(report)
         guarded = {journal_path.with_name(journal_path.name + s) for s in _SIDECARS}
-        guarded.add(journal_path.with_name(LEGACY_JOURNAL_NAME))
+        if store.legacy_path is not None:
+            guarded.add(real(store.legacy_path))
         if report_path in guarded:
             raise BatchConfigError(
                 f"--report {report_path} would overwrite the journal (which keeps what was "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -279,3 +280,26 @@ def test_refused_inputs_are_not_counted_as_creates(server: LocalServer, tmp_path
     assert done.returncode == 1
     assert "0 API requests, 0 creates" in done.stdout
     assert "3 refused before sending" in done.stdout
+
+
+def test_a_run_stopped_by_two_ctrl_c_prints_the_true_counts(tmp_path: Path) -> None:
+    make_images(tmp_path / "in", 20)
+    with LocalServer(qps=None, processing_time="fixed:30") as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "idphoto_async.cli", "batch", str(tmp_path / "in"), "-o",
+             str(tmp_path / "out"), "--base-url", server.base_url, "--qps", "50",
+             "--max-in-flight", "8", "--no-progress"],
+            env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while server.stats()["creates"] < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        creates = server.stats()["creates"]
+    assert proc.returncode == 130, err
+    assert creates == 8
+    assert out.startswith("8 inputs: 0 succeeded"), out  # not "0 inputs" after 8 creates
+    assert "8 unfinished" in out and "8 creates" in out

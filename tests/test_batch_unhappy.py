@@ -8,7 +8,6 @@ is raised (as itself) before any request, a refused key or a dead origin stops t
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import httpx
 import pytest
 from _batch_helpers import make_bad_inputs, make_images
 from _fs_helpers import tmpfs
+from redis_server import free_port  # a free loopback port
 
 from idphoto_async import (
     APIConnectionError,
@@ -75,12 +75,6 @@ async def run(client: AsyncIDPhotoClient, inputs: Any, **options: Any) -> list[B
     with anyio.fail_after(60):
         async with client.batch(inputs, **options) as outcomes:
             return [o async for o in outcomes]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- 1. one photo named several ways is one input -----------------------------------------

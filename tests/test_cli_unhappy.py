@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import anyio
 import pytest
 from _batch_helpers import make_images, tiny_jpeg
 from _fs_helpers import fill, tmpfs
+from redis_server import free_port  # a free loopback port
 
 from idphoto_async._journal import JOURNAL_NAME, Journal
 from idphoto_async.testing import LocalServer
@@ -63,12 +63,6 @@ def server(request: pytest.FixtureRequest) -> Iterator[LocalServer]:
     knobs.update(getattr(request, "param", {}))
     with LocalServer(**knobs) as srv:
         yield srv
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- 1-3. names and paths ------------------------------------------------------------------

@@ -323,6 +323,9 @@ async def test_client_batch_walks_folders(server: LocalServer, tmp_path: Path) -
     assert {o.status for o in outcomes} == {"succeeded"} and len(outcomes) == 4
     assert (tmp_path / "out" / "d0" / "p00000.png").is_file()
     assert (tmp_path / "out" / "d1" / "p00001.png").is_file()
+    async with client_for(server) as client:  # one path, not a list: not its characters
+        again = await run(client, tmp_path / "photos", out_dir=tmp_path / "out")
+    assert {o.status for o in again} == {"skipped"} and len(again) == 4
 
 
 # -- 12. the re-create policy -------------------------------------------------------------------

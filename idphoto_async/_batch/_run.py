@@ -210,6 +210,8 @@ class BatchRunner:
         (the key refused, the origin unreachable, the journal unwritable) stops it and is
         raised here as itself.
         """
+        if isinstance(inputs, str | os.PathLike):
+            inputs = [inputs]  # one path or URL, not its characters
         async with AsyncExitStack() as stack:
             out_root, store = await self._open(inputs, stack)
             self.stats.in_doubt = store.in_doubt

@@ -230,8 +230,8 @@ async def _stream_url(
                 await response.aclose()
         if deadline.expired:
             raise DownloadError(
-                f"The download of task {result.task_id} stalled: {deadline.describe()} "
-                "(the result host trickled or stalled).",
+                f"The download of task {result.task_id} did not finish in time: "
+                f"{deadline.describe()} (the result host trickled or stalled).",
                 task_id=result.task_id,
             )
         if target is None:

@@ -5,20 +5,21 @@ byte a second never trips a read timeout of 2 s and holds the request for ever. 
 `PhaseDeadline` is one anyio cancel scope around the whole exchange whose deadline moves
 with the phase, as httpcore reports it through its public ``trace`` request extension:
 
-=========================  ==========================================================
-phase                      bounded by
-=========================  ==========================================================
-connecting, TLS            ``timeout.connect``
-sending the headers        ``timeout.write``
-sending the body           ``timeout.write * body_factor`` + 1 s per `MIN_UPLOAD_RATE`
-waiting for the headers    ``timeout.read``
-reading the body           ``timeout.read * body_factor``
-=========================  ==========================================================
+==========================================  ============================================
+phase                                       must end within
+==========================================  ============================================
+sending: a pooled connection, connecting,   ``pool + connect + write * body_factor``,
+TLS, the headers, the body                  + 1 s per `MIN_UPLOAD_RATE` bytes of upload
+waiting for the answer's headers            ``read``
+reading the answer's body                   ``read * body_factor``
+==========================================  ============================================
 
-Before the first phase starts (waiting for a pooled connection), and with a transport that
-reports no phases (a mock, a custom transport), the deadline is the sum of the phases'
-timeouts, so every exchange ends in bounded time. Cancellation from outside (Ctrl-C, a
-caller's own scope) goes through at once: the scope only ever adds a deadline.
+(each socket operation within a phase is also bounded by httpx's own timeout). With a
+transport that reports no phases (a mock, a custom transport), the headers are awaited
+within the sending budget plus ``read``, so every exchange still ends in bounded time. The
+deadline moves twice per request (two timer updates), to keep the cost per request low.
+Cancellation from outside (Ctrl-C, a caller's own scope) goes through at once: the scope
+only ever adds a deadline.
 """
 
 from __future__ import annotations
@@ -35,7 +36,15 @@ __all__ = ["MIN_UPLOAD_RATE", "PhaseDeadline"]
 MIN_UPLOAD_RATE: Final = 32 * 1024
 """Bytes per second an upload body is allowed at the least (on top of its write budget)."""
 
-_CONNECTING: Final = ("connect_tcp", "connect_unix_socket", "start_tls")
+_SENDING: Final = frozenset(
+    {"http11.send_request_headers.started", "http2.send_request_headers.started"}
+)
+_HEADERS_SENT: Final = frozenset(
+    {"http11.send_request_headers.complete", "http2.send_request_headers.complete"}
+)
+_AWAITING: Final = frozenset(
+    {"http11.receive_response_headers.started", "http2.receive_response_headers.started"}
+)
 
 
 def _seconds(value: float | None) -> float:
@@ -58,17 +67,21 @@ class PhaseDeadline:
         upload_bytes: int = 0,
         on_headers_sent: Callable[[], object] | None = None,
     ) -> None:
-        self.connect = _seconds(timeout.connect)
-        self.write = _seconds(timeout.write)
         self.read = _seconds(timeout.read)
         self.body_factor = body_factor
-        self.upload_bytes = upload_bytes
         self.on_headers_sent = on_headers_sent
-        self.phase = "waiting for a connection"
-        self.budget = _seconds(timeout.pool) + self.connect + self.write + self.read
+        sending = (
+            _seconds(timeout.pool)
+            + _seconds(timeout.connect)
+            + _seconds(timeout.write) * body_factor
+            + upload_bytes / MIN_UPLOAD_RATE
+        )
+        self.phase = "sending the request"
+        self.budget = sending
         self.sent_anything = False
         """Whether any byte of the request may have left (so the server may have acted)."""
-        self.scope = anyio.CancelScope(deadline=anyio.current_time() + self.budget)
+        # Until the trace says the answer is awaited: the sending budget, then the read.
+        self.scope = anyio.CancelScope(deadline=anyio.current_time() + sending + self.read)
 
     @property
     def expired(self) -> bool:
@@ -90,26 +103,11 @@ class PhaseDeadline:
         self.enter("reading the answer's body", self.read * self.body_factor)
 
     async def trace(self, event: str, info: Mapping[str, Any]) -> None:
-        """httpcore's ``trace`` hook: move the deadline as each phase starts."""
-        _, _, step = event.partition(".")
-        name, _, stage = step.rpartition(".")
-        if stage == "complete":
-            if name == "send_request_headers" and self.on_headers_sent is not None:
-                self.on_headers_sent()
-            return
-        if stage != "started":
-            return
-        if name in _CONNECTING:
-            self.enter("connecting", self.connect)
-        elif name == "send_request_headers":
-            self.sent_anything = True
-            self.enter("sending the request", self.write)
-        elif name == "send_request_body":
-            self.sent_anything = True
-            upload = self.write * self.body_factor + self.upload_bytes / MIN_UPLOAD_RATE
-            self.enter("sending the request body", upload)
-        elif name == "receive_response_headers":
+        """httpcore's ``trace`` hook: note the departure, bound the wait for the answer."""
+        if event in _AWAITING:
             self.sent_anything = True
             self.enter("waiting for the answer's headers", self.read)
-        elif name == "receive_response_body" and self.phase != "reading the answer's body":
-            self.reading_body()
+        elif event in _SENDING:
+            self.sent_anything = True
+        elif event in _HEADERS_SENT and self.on_headers_sent is not None:
+            self.on_headers_sent()

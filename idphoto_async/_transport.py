@@ -300,7 +300,9 @@ class ApiCaller:
             finally:
                 await response.aclose()
         if body is None:  # the deadline of a phase ended the exchange
-            message = f"The API did not answer in time: {deadline.describe()}."
+            message = (
+                f"The API did not answer in time: {deadline.describe()} (it trickled or stalled)."
+            )
             raise fail(
                 APITimeoutError,
                 message,

@@ -30,6 +30,7 @@ __all__ = [
     "JOURNAL_NAME",
     "LEGACY_JOURNAL_NAME",
     "Journal",
+    "JournalWatch",
     "dump_journal",
     "journal_events",
     "read_journal",
@@ -467,23 +468,50 @@ def _read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
 
 
-def journal_events(path: str | os.PathLike[str]) -> int:
-    """How many records a journal has committed (0 if it does not exist yet).
+class JournalWatch:
+    """Counts a journal's committed records from another process (for tests and tools).
 
-    For watching a run from another process (it reads every row: not for a batch).
+    Keeps one read-only connection, opened once the journal exists; it reads every row, so
+    it is for watching small runs, not for a batch. Use as a context manager.
     """
-    path = Path(path)
-    if not path.exists():
-        return 0
-    try:
-        conn = _read_only(path)
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+
+    def events(self) -> int:
+        """Records committed so far (0 while the journal does not exist yet)."""
+        if self._conn is None:
+            if not self.path.exists():
+                return 0
+            try:
+                self._conn = _read_only(self.path)
+            except sqlite3.Error:
+                return 0
         try:
-            row = conn.execute("SELECT coalesce(sum(steps), 0) FROM inputs").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0  # being created
-    return int(row[0])
+            row = self._conn.execute("SELECT coalesce(sum(steps), 0) FROM inputs").fetchone()
+        except sqlite3.Error:
+            return 0  # being created
+        return int(row[0])
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> JournalWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def journal_events(path: str | os.PathLike[str]) -> int:
+    """How many records a journal has committed (0 if it does not exist yet); see
+    `JournalWatch` to ask often."""
+    with JournalWatch(path) as watch:
+        return watch.events()
 
 
 def read_journal(path: str | os.PathLike[str]) -> JournalState:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from _batch_helpers import make_bad_inputs, make_images
 
-from idphoto_async._journal import JOURNAL_NAME, journal_events, load_journal
+from idphoto_async._journal import JOURNAL_NAME, JournalWatch, journal_events, load_journal
 from idphoto_async.cli import main
 from idphoto_async.testing import LocalServer
 
@@ -232,12 +232,13 @@ def _kill_when_journal_has(
 ) -> bool:
     """Signal ``proc`` once its journal holds ``lines`` records; False if it ended first."""
     deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline:
-        if journal_events(journal) >= lines:
-            proc.send_signal(sig)
-            proc.wait(timeout=120)
-            return True
-        time.sleep(0.002)  # polling the journal, not timing the code under test
+    with JournalWatch(journal) as watch:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if watch.events() >= lines:
+                proc.send_signal(sig)
+                proc.wait(timeout=120)
+                return True
+            time.sleep(0.002)  # polling the journal, not timing the code under test
     proc.wait()
     return False
 

@@ -31,7 +31,7 @@ from PIL import Image
 
 from idphoto_async import AsyncIDPhotoClient
 from idphoto_async._batch import BatchRunner
-from idphoto_async._journal import JOURNAL_NAME, journal_events, load_journal
+from idphoto_async._journal import JOURNAL_NAME, JournalWatch, journal_events, load_journal
 from idphoto_async._polling import PollSchedule
 from idphoto_async.testing import LocalServer
 
@@ -187,12 +187,13 @@ def _env() -> dict[str, str]:
 def _kill_at(proc: subprocess.Popen[bytes], journal: Path, events: int) -> bool:
     """SIGKILL ``proc`` once its journal has committed ``events`` records; False if it ended."""
     deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline:
-        if journal_events(journal) >= events:
-            proc.kill()
-            proc.wait(timeout=60)
-            return True
-        time.sleep(0.002)  # watching a file written by another process
+    with JournalWatch(journal) as watch:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if watch.events() >= events:
+                proc.kill()
+                proc.wait(timeout=60)
+                return True
+            time.sleep(0.002)  # watching a file written by another process
     proc.wait(timeout=60)
     return False
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
@@ -54,17 +53,14 @@ def run_ours(
                     base_url=base_url, qps=qps, max_connections=connections, http_client=http
                 )
             )
-            batch: Any = client.batch(
-                (str(p) for p in inputs),
-                out_dir=out_dir,
-                mode=mode,
-                max_in_flight=concurrency,
-                format="jpg",
-            )
-            # `client.batch` is an async iterator, or (the new API) an async context
-            # manager of one.
-            outcomes = (
-                await stack.enter_async_context(batch) if hasattr(batch, "__aenter__") else batch
+            outcomes = await stack.enter_async_context(
+                client.batch(
+                    (str(p) for p in inputs),
+                    out_dir=out_dir,
+                    mode=mode,
+                    max_in_flight=concurrency,
+                    format="jpg",
+                )
             )
             async for outcome in outcomes:
                 progress.done(outcome.ok)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._batch import BatchOutcome, BatchRunner, BatchStats, run_batch
+from ._batch import (
+    BatchConfigError,
+    BatchOutcome,
+    BatchOutcomes,
+    BatchRunner,
+    BatchStats,
+    RecreatePolicy,
+    Shard,
+    run_batch,
+)
 from ._client import AsyncIDPhotoClient, ImageFile
 from ._errors import (
     APIConnectionError,
@@ -60,8 +69,10 @@ __all__ = [
     "AsyncIDPhotoClient",
     "AuthenticationError",
     "BadRequestError",
+    "BatchConfigError",
     "BatchItem",
     "BatchOutcome",
+    "BatchOutcomes",
     "BatchRunner",
     "BatchStats",
     "ClientClosedError",
@@ -78,6 +89,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PollSchedule",
     "RateLimitError",
+    "RecreatePolicy",
     "RedisLimiter",
     "Reservation",
     "ResultExpiredError",
@@ -86,6 +98,7 @@ __all__ = [
     "RetryPredicate",
     "ReturnType",
     "ServerError",
+    "Shard",
     "Task",
     "TaskFailedError",
     "TaskResult",

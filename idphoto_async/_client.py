@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -41,7 +41,10 @@ from ._retry import Retry, RetryPolicy
 from ._transport import ApiCaller, Secret
 
 if TYPE_CHECKING:
-    from ._batch import BatchOutcome
+    from collections.abc import AsyncIterable
+    from contextlib import AbstractAsyncContextManager
+
+    from ._batch import BatchOutcomes
 
 __all__ = ["AsyncIDPhotoClient", "ImageFile"]
 
@@ -478,14 +481,17 @@ class AsyncIDPhotoClient:
 
     def batch(
         self,
-        inputs: Iterable[Any],
+        inputs: Iterable[Any] | AsyncIterable[Any],
         *,
         out_dir: str | os.PathLike[str],
         **options: Any,
-    ) -> AsyncIterator[BatchOutcome]:
-        """Process many inputs; yield one outcome per input as each completes.
+    ) -> AbstractAsyncContextManager[BatchOutcomes]:
+        """Make an ID photo of every input: ``async with client.batch(...) as outcomes:``.
 
-        See `idphoto_async.run_batch` for the options (mode, max_in_flight, journal...).
+        ``async for outcome in outcomes`` yields one outcome per input as each completes.
+        Inputs are files, folders (walked like the CLI does), URLs or ``(source, options)``
+        pairs. See `idphoto_async.run_batch` for the options (mode, max_in_flight,
+        journal, shard...) and the errors that stop a run.
         """
         from ._batch import run_batch
 

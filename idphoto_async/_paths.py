@@ -31,6 +31,7 @@ __all__ = [
     "is_url",
     "output_path",
     "to_item",
+    "walk",
     "with_hash",
 ]
 
@@ -185,6 +186,15 @@ def _walk(root: Path, base: PurePosixPath, skip: frozenset[Path]) -> Iterator[Ba
             and entry.is_file()
         ):
             yield BatchItem(entry.path, base / Path(entry.name).stem)
+
+
+def walk(root: Path, *, skip: Iterable[Path] = ()) -> Iterator[BatchItem]:
+    """The image files under the folder ``root``, named relative to it (see `_walk`).
+
+    ``skip`` lists folders never to enter (the output directory, when it lies inside
+    ``root``); they must be resolved paths.
+    """
+    return _walk(root, PurePosixPath(), frozenset(skip))
 
 
 def discover(inputs: Iterable[str], *, exclude: Iterable[Path] = ()) -> Iterator[BatchItem]:

@@ -25,7 +25,7 @@ import anyio
 import httpx
 from anyio.from_thread import BlockingPortal
 
-from ._batch import BatchOutcome, BatchRunner, Mode
+from ._batch import BatchOutcome, Mode
 from ._client import AsyncIDPhotoClient, ImageFile, TimeoutTypes
 from ._constants import DEFAULT_QPS, MAX_RESULT_BYTES
 from ._errors import ClientClosedError
@@ -395,7 +395,7 @@ class IDPhotoClient:
         options: dict[str, Any],
     ) -> AbstractAsyncContextManager[AsyncIterator[BatchOutcome]]:
         # The async client's batch: an async context manager of the outcomes' async iterator.
-        return BatchRunner(self._async, out_dir=out_dir, **options).outcomes(inputs)
+        return self._async.batch(inputs, out_dir=out_dir, **options)
 
     def _iterate(self, outcomes: AsyncIterator[BatchOutcome]) -> Iterator[BatchOutcome]:
         while True:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import aclosing
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -13,7 +13,13 @@ import anyio
 import pytest
 from _batch_helpers import make_bad_inputs, make_images
 
-from idphoto_async._batch import BatchOutcome, BatchRunner, default_max_in_flight, run_batch
+from idphoto_async._batch import (
+    BatchOutcome,
+    BatchOutcomes,
+    BatchRunner,
+    default_max_in_flight,
+    run_batch,
+)
 from idphoto_async._client import AsyncIDPhotoClient
 from idphoto_async._errors import AuthenticationError, TaskFailedError, ValidationError
 from idphoto_async._journal import JOURNAL_NAME, load_journal
@@ -74,8 +80,9 @@ def client_for(server: LocalServer, qps: float = 200.0, **kwargs: Any) -> AsyncI
     return AsyncIDPhotoClient(api_key=KEY, base_url=server.base_url, qps=qps, **kwargs)
 
 
-async def collect(aiter_: AsyncIterator[BatchOutcome]) -> list[BatchOutcome]:
-    return [o async for o in aiter_]
+async def collect(batch: AbstractAsyncContextManager[BatchOutcomes]) -> list[BatchOutcome]:
+    async with batch as outcomes:
+        return [o async for o in outcomes]
 
 
 def by_status(outcomes: list[BatchOutcome]) -> dict[str, int]:
@@ -152,7 +159,7 @@ async def test_resume_skips_done_and_polls_created(server: LocalServer, tmp_path
     inputs = make_images(tmp_path / "in", 30)
     out = tmp_path / "out"
     async with client_for(server) as client:
-        async with aclosing(run_batch(client, inputs, out_dir=out, max_in_flight=8)) as it:
+        async with run_batch(client, inputs, out_dir=out, max_in_flight=8) as it:
             seen = 0
             async for _ in it:
                 seen += 1
@@ -357,7 +364,8 @@ async def test_clashing_names_and_unsafe_names(server: LocalServer, tmp_path: Pa
     for n in names:
         (src / n).write_bytes(make_images(tmp_path / "pool", 1)[0].read_bytes())
     items: list[Any] = [src / n for n in names]
-    items.append(BatchItem(str(src / "same.jpg"), PurePosixPath("../../escape")))
+    (src / "other.jpg").write_bytes((src / "same.jpg").read_bytes())
+    items.append(BatchItem(str(src / "other.jpg"), PurePosixPath("../../escape")))
     out = tmp_path / "out"
     async with client_for(server) as client:
         outcomes = await collect(run_batch(client, items, out_dir=out))

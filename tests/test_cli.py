@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from _batch_helpers import make_bad_inputs, make_images
 
-from idphoto_async._journal import JOURNAL_NAME, load_journal
+from idphoto_async._journal import JOURNAL_NAME, JournalWatch, journal_events, load_journal
 from idphoto_async.cli import main
 from idphoto_async.testing import LocalServer
 
@@ -232,16 +232,13 @@ def _kill_when_journal_has(
 ) -> bool:
     """Signal ``proc`` once its journal holds ``lines`` records; False if it ended first."""
     deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            count = journal.read_bytes().count(b"\n")
-        except FileNotFoundError:
-            count = 0
-        if count >= lines:
-            proc.send_signal(sig)
-            proc.wait(timeout=120)
-            return True
-        time.sleep(0.002)  # polling the file, not timing the code under test
+    with JournalWatch(journal) as watch:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if watch.events() >= lines:
+                proc.send_signal(sig)
+                proc.wait(timeout=120)
+                return True
+            time.sleep(0.002)  # polling the journal, not timing the code under test
     proc.wait()
     return False
 
@@ -263,7 +260,7 @@ def _crash_campaign(tmp_path: Path, count: int, kills: int, seed: int) -> None:
                 cmd, env=env(IDPHOTO_API_KEY=KEY), stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )  # fmt: skip
-            already = journal.read_bytes().count(b"\n") if journal.exists() else 0
+            already = journal_events(journal)
             killed += _kill_when_journal_has(proc, journal, already + target // kills + 1)
         final = subprocess.run(cmd, env=env(IDPHOTO_API_KEY=KEY), capture_output=True,
                                text=True, timeout=300)  # fmt: skip

@@ -1,20 +1,28 @@
-"""The resume journal: records, folding, torn lines, locking."""
+"""The resume journal (SQLite): steps, lookups, in-doubt creates, locking, bad paths."""
 
 from __future__ import annotations
 
-import json
+import contextlib
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from idphoto_async._errors import BadRequestError, TaskFailedError, ValidationError
 from idphoto_async._journal import (
+    JOURNAL_NAME,
+    BatchStore,
     ErrorInfo,
     Journal,
     JournalLockedError,
+    JournalWriteError,
+    NullJournal,
     error_info,
     input_key,
+    journal_events,
     load_journal,
 )
 from idphoto_async._models import TaskState
@@ -22,6 +30,14 @@ from idphoto_async._models import TaskState
 pytestmark = pytest.mark.anyio
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def rows(
+    path: Path, sql: str = "SELECT input, status, task_id FROM inputs ORDER BY key"
+) -> list[tuple[object, ...]]:
+    """What a user sees with ``sqlite3 PATH "select ..."``."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute(sql).fetchall()
 
 
 def test_input_key_depends_on_identity_and_options() -> None:
@@ -46,103 +62,184 @@ def test_error_info_for_each_kind() -> None:
     assert not error_info(TaskFailedError("t", TaskState.TIMED_OUT)).permanent
 
 
-async def test_records_fold_into_entries(tmp_path: Path) -> None:
-    path = tmp_path / "j.jsonl"
+async def test_steps_update_one_row_per_key(tmp_path: Path) -> None:
+    path = tmp_path / JOURNAL_NAME
     async with Journal(path) as journal:
+        assert await journal.lookup("k1") is None
         await journal.creating("k1", "a.jpg")
+        entry = await journal.lookup("k1")
+        assert entry is not None and entry.pending_create and entry.task_id is None
         await journal.created("k1", "a.jpg", "T1", NOW)
         await journal.done("k1", "a.jpg", "T1")
         await journal.downloaded("k1", "a.jpg", "T1", "a.png")
         await journal.creating("k2", "b.jpg")
-        await journal.failed("k2", "b.jpg", None, ErrorInfo("ValidationError", "bad"))
-    state = load_journal(path)
-    e1 = state.entries["k1"]
+        info = ErrorInfo("BadRequestError", "bad", http_status=400, task_may_exist=True)
+        await journal.failed("k2", "b.jpg", None, info)
+        e1 = await journal.lookup("k1")
+        e2 = await journal.lookup("k2")
+    assert e1 is not None and e2 is not None
     assert (e1.task_id, e1.created_at, e1.done, e1.output) == ("T1", NOW, True, "a.png")
-    e2 = state.entries["k2"]
-    assert e2.failure is not None
-    assert e2.failure.type == "ValidationError"
-    assert e2.failure.permanent
-    assert state.in_doubt == 0
-    lines = path.read_text().splitlines()
-    assert len(lines) == 6
-    first = json.loads(lines[0])
-    assert first["event"] == "creating"
-    assert first["v"] == 1
-    assert {"key", "input", "ts"} <= first.keys()
-
-
-async def test_torn_last_line_is_ignored_and_cut(tmp_path: Path) -> None:
-    path = tmp_path / "j.jsonl"
-    async with Journal(path) as journal:
-        await journal.created("k1", "a.jpg", "T1", NOW)
-    whole = path.read_bytes()
-    path.write_bytes(whole + b'{"v":1,"event":"downloaded","key":"k1","out')
+    assert not e1.pending_create and e1.failure is None
+    assert e2.failure == info and not e2.pending_create
+    assert rows(path) == [("a.jpg", "downloaded", "T1"), ("b.jpg", "failed", None)]
+    assert journal_events(path) == 6
     state = load_journal(path)
-    assert state.torn_lines == 1
-    assert state.entries["k1"].output is None
-    async with Journal(path) as journal:  # the torn tail is cut before appending
-        assert journal.state.entries["k1"].task_id == "T1"
-        await journal.downloaded("k1", "a.jpg", "T1", "a.png")
-    assert path.read_bytes().startswith(whole)
-    assert load_journal(path).entries["k1"].output == "a.png"
-    assert load_journal(path).torn_lines == 0
+    assert state.entries["k1"] == e1 and state.in_doubt == 0
 
 
-async def test_whole_last_record_without_newline_is_kept(tmp_path: Path) -> None:
-    path = tmp_path / "j.jsonl"
-    record = {"v": 1, "event": "created", "key": "k", "input": "x", "task_id": "T"}
-    path.write_text(json.dumps(record))
-    async with Journal(path) as journal:
-        assert journal.state.entries["k"].task_id == "T"
-        await journal.done("k", "x", "T")
-    state = load_journal(path)
-    assert state.entries["k"].done
-    assert state.torn_lines == 0
+async def test_failed_keeps_the_task_id(tmp_path: Path) -> None:
+    """A failure after the task was made names it (the report's task_id is not null)."""
+    async with Journal(tmp_path / "j.sqlite3") as journal:
+        await journal.created("k", "a", "T1", NOW)
+        await journal.failed("k", "a", "T1", ErrorInfo("TaskFailedError", "x", state=-7))
+        entry = await journal.lookup("k")
+        assert entry is not None and entry.task_id == "T1" and entry.failure is not None
+        await journal.failed("k", "a", None, ErrorInfo("DownloadError", "disk"))
+        entry = await journal.lookup("k")
+        assert entry is not None and entry.task_id == "T1"  # not erased by a later failure
+        assert entry.failure is not None and entry.failure.type == "DownloadError"
 
 
-def test_garbage_and_unknown_lines_are_skipped(tmp_path: Path) -> None:
-    path = tmp_path / "j.jsonl"
-    good = json.dumps({"v": 1, "event": "created", "key": "k", "input": "x", "task_id": "T"})
-    path.write_text(f"not json\n[1,2]\n{{}}\n{good}\n\n")
-    state = load_journal(path)
-    assert state.entries["k"].task_id == "T"
-    assert state.torn_lines == 1
-
-
-def test_missing_journal_is_empty(tmp_path: Path) -> None:
-    assert load_journal(tmp_path / "none.jsonl").entries == {}
+async def test_new_task_clears_an_old_failure_and_output(tmp_path: Path) -> None:
+    async with Journal(tmp_path / "j.sqlite3") as journal:
+        await journal.created("k", "a", "T1", NOW)
+        await journal.downloaded("k", "a", "T1", "a.png")
+        await journal.failed("k", "a", "T1", ErrorInfo("TaskFailedError", "x", state=-1))
+        await journal.created("k", "a", "T2", NOW)
+        entry = await journal.lookup("k")
+    assert entry is not None
+    assert (entry.task_id, entry.failure, entry.output, entry.done) == ("T2", None, None, False)
 
 
 async def test_creating_without_answer_is_in_doubt(tmp_path: Path) -> None:
-    path = tmp_path / "j.jsonl"
+    path = tmp_path / "j.sqlite3"
     async with Journal(path) as journal:
+        assert journal.in_doubt == 0
         await journal.creating("k1", "a.jpg")  # killed on the wire
         await journal.creating("k2", "b.jpg")
         await journal.created("k2", "b.jpg", "T2", NOW)
-    assert load_journal(path).in_doubt == 1
+        assert journal.in_doubt == 0  # counted at open
     async with Journal(path) as journal:  # a re-run creates k1 again
+        assert journal.in_doubt == 1
         await journal.creating("k1", "a.jpg")
         await journal.created("k1", "a.jpg", "T1", NOW)
-    assert load_journal(path).in_doubt == 1  # still counted: it may have made a task
-
-
-async def test_new_task_clears_an_old_failure(tmp_path: Path) -> None:
-    path = tmp_path / "j.jsonl"
     async with Journal(path) as journal:
-        await journal.created("k", "a", "T1", NOW)
-        await journal.failed("k", "a", "T1", ErrorInfo("TaskFailedError", "x", state=-1))
-        assert journal.state.entries["k"].failure is not None
-        await journal.created("k", "a", "T2", NOW)
-        entry = journal.state.entries["k"]
-        assert entry.failure is None
-        assert entry.task_id == "T2"
+        assert journal.in_doubt == 1  # still counted: it may have made a task
+        await journal.creating("k1", "a.jpg")  # sent again, and killed again
+    async with Journal(path) as journal:
+        assert journal.in_doubt == 2
+    assert load_journal(path).in_doubt == 2
 
 
-async def test_second_writer_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "j.jsonl"
+async def test_concurrent_writes_all_commit(tmp_path: Path) -> None:
+    """Writes queued while another commits share its successor's transaction; none is lost."""
+    path = tmp_path / "j.sqlite3"
+    async with Journal(path) as journal, anyio.create_task_group() as tg:
+        for i in range(300):
+            tg.start_soon(journal.created, f"k{i}", f"{i}.jpg", f"T{i}", NOW)
+            tg.start_soon(journal.creating, f"n{i}", f"n{i}.jpg")
+    assert journal_events(path) == 600
+    assert len(rows(path)) == 600
+    assert load_journal(path).in_doubt == 300
+
+
+async def test_a_write_is_made_even_while_cancelled(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    async with Journal(path) as journal:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await journal.created("k", "a.jpg", "T1", NOW)  # shielded: it is written
+            await anyio.lowlevel.checkpoint()
+            pytest.fail("not cancelled")  # pragma: no cover
+        entry = await journal.lookup("k")
+    assert entry is not None and entry.task_id == "T1"
+
+
+async def test_second_writer_is_refused_plainly(tmp_path: Path) -> None:
+    path = tmp_path / JOURNAL_NAME
     async with Journal(path):
-        with pytest.raises(JournalLockedError, match="in use"):
+        with pytest.raises(JournalLockedError, match="in use by another idphoto batch"):
             async with Journal(path):
-                pass
+                pass  # pragma: no cover
+        assert (tmp_path / f"{JOURNAL_NAME}-lock").exists()
+    assert not (tmp_path / f"{JOURNAL_NAME}-lock").exists()  # removed with the lock
     async with Journal(path):  # released on close
         pass
+
+
+async def test_open_makes_the_directory_and_leaves_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "dir" / JOURNAL_NAME
+    async with Journal(path) as journal:
+        await journal.created("k", "a", "T", NOW)
+    assert [p.name for p in path.parent.iterdir()] == [JOURNAL_NAME]
+
+
+async def test_in_doubt_count_at_open_uses_its_index(tmp_path: Path) -> None:
+    """Opening never scans every row: the in-doubt count reads a partial index."""
+    path = tmp_path / "j.sqlite3"
+    async with Journal(path):
+        pass
+    plan = rows(
+        path,
+        "EXPLAIN QUERY PLAN SELECT coalesce(sum(pending_create + in_doubt), 0) FROM inputs "
+        "WHERE pending_create + in_doubt > 0",
+    )
+    assert "USING INDEX inputs_in_doubt" in str(plan[0][-1])
+    lookup = rows(path, "EXPLAIN QUERY PLAN SELECT task_id FROM inputs WHERE key = 'k'")
+    assert "USING PRIMARY KEY (key=?)" in str(lookup[0][-1])
+
+
+@pytest.mark.parametrize("kind", ["directory", "file parent", "not a journal"])
+async def test_unusable_path_is_one_clear_error(tmp_path: Path, kind: str) -> None:
+    if kind == "directory":
+        path = tmp_path / "adir"
+        path.mkdir()
+        why = "it is a directory"
+    elif kind == "file parent":
+        (tmp_path / "afile").write_text("x")
+        path = tmp_path / "afile" / "sub" / JOURNAL_NAME
+        why = "Not a directory"
+    else:
+        path = tmp_path / "photo.jpg"
+        path.write_bytes(b"\xff\xd8\xff\xe0 not a database")
+        why = "not an idphoto journal"
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(JournalWriteError, match=why) as caught:
+        async with Journal(path):
+            pass  # pragma: no cover
+    assert "\n" not in str(caught.value)
+    assert "--journal" in str(caught.value)
+    assert caught.value.path == path
+    assert sorted(tmp_path.rglob("*")) == before  # nothing made, nothing touched
+    if kind == "not a journal":
+        assert path.read_bytes() == b"\xff\xd8\xff\xe0 not a database"
+
+
+async def test_null_journal_keeps_nothing() -> None:
+    async with NullJournal() as null:
+        store: BatchStore = null
+        await store.creating("k", "a")
+        await store.created("k", "a", "T", NOW)
+        await store.done("k", "a", "T")
+        await store.downloaded("k", "a", "T", "a.png")
+        await store.failed("k", "a", "T", ErrorInfo("X", "y"))
+        assert await store.lookup("k") is None
+        assert store.in_doubt == 0
+
+
+async def test_journal_is_a_batch_store(tmp_path: Path) -> None:
+    async with Journal(tmp_path / "j.sqlite3") as journal:
+        store: BatchStore = journal
+        assert await store.lookup("k") is None
+
+
+async def test_journal_of_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / JOURNAL_NAME
+    async with Journal(path) as journal:
+        await journal.created("k", "a.jpg", "T", NOW)
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE meta SET value = 99 WHERE name = 'schema'")
+    with pytest.raises(JournalWriteError, match="written by a newer version"):
+        async with Journal(path):
+            pass  # pragma: no cover
+    assert rows(path) == [("a.jpg", "created", "T")]

@@ -1,22 +1,28 @@
-"""Crash safety: a batch killed at random points (SIGKILL, torn journal lines) loses nothing.
+"""Crash safety: a batch killed at random points (SIGKILL, a torn journal tail) loses nothing.
 
 After the re-run: every output is complete (decodes at the requested size), no temp file is
 left, and no task was created twice except creates that were on the wire at a kill (their id
 never came back; the journal counts them as in doubt).
 
+The journal is SQLite in WAL mode: a process killed mid-transaction loses only that
+transaction, and a WAL torn inside its last frame (power loss) loses only the last one.
+
 The seeded campaign runs ``IDPHOTO_CRASH_RUNS`` seeds (default 3) and is marked slow; the
-torn-line tests run in the default suite.
+torn-journal tests run in the default suite.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import pytest
@@ -25,13 +31,16 @@ from PIL import Image
 
 from idphoto_async import AsyncIDPhotoClient
 from idphoto_async._batch import BatchRunner
-from idphoto_async._journal import JOURNAL_NAME, load_journal
+from idphoto_async._journal import JOURNAL_NAME, JournalWatch, journal_events, load_journal
 from idphoto_async._polling import PollSchedule
 from idphoto_async.testing import LocalServer
 
 KEY = "crash-key"
 SIZE = "150x200"
 CRASH_RUNS = int(os.environ.get("IDPHOTO_CRASH_RUNS", "3"))
+C = TypeVar("C", bound=AsyncIDPhotoClient)
+WAL_HEADER = 32
+WAL_FRAME_HEADER = 24
 
 
 def check_outputs(src: Path, out: Path) -> None:
@@ -45,24 +54,73 @@ def check_outputs(src: Path, out: Path) -> None:
             assert img.size == (150, 200)
 
 
-def tear_last_line(journal: Path, rng: random.Random) -> bool:
-    """Cut the last record in two, as a power loss mid-write would."""
-    data = journal.read_bytes()
-    body = data.rstrip(b"\n")
-    start = body.rfind(b"\n") + 1
-    if len(body) - start < 4:
+def page_size(journal: Path) -> int:
+    with contextlib.closing(sqlite3.connect(journal)) as db:
+        return int(db.execute("PRAGMA page_size").fetchone()[0])
+
+
+def tear_wal_tail(journal: Path, rng: random.Random, frame: int = 4096 + WAL_FRAME_HEADER) -> bool:
+    """Cut the WAL inside its last frame, as a power loss mid-write would (False: no frame)."""
+    wal = journal.with_name(journal.name + "-wal")
+    size = wal.stat().st_size if wal.exists() else 0
+    if size < WAL_HEADER + frame:
         return False
-    journal.write_bytes(body[: start + rng.randint(1, len(body) - start - 2)])
+    with wal.open("r+b") as f:
+        f.truncate(size - rng.randint(1, frame - 1))
     return True
 
 
-# -- torn last line (default suite) -----------------------------------------------------------
+def rows(journal: Path) -> dict[str, tuple[Any, ...]]:
+    with contextlib.closing(sqlite3.connect(journal)) as db:
+        found = db.execute("SELECT key, status, task_id FROM inputs").fetchall()
+    return {key: (status, task_id) for key, status, task_id in found}
 
 
-def fast_client(server: LocalServer, cls: type[AsyncIDPhotoClient] = AsyncIDPhotoClient,
-                **kwargs: Any) -> AsyncIDPhotoClient:  # fmt: skip
-    schedule = PollSchedule(initial_guess=0.05, min_delay=0.05, max_delay=0.3)
-    return cls(api_key=KEY, base_url=server.base_url, qps=500, poll_schedule=schedule, **kwargs)
+# -- killed and torn writers (default suite) ------------------------------------------------
+
+
+_WRITER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from datetime import UTC, datetime
+    import anyio
+    from idphoto_async._journal import Journal
+
+    async def main(path, mode):
+        async with Journal(path) as journal:
+            for i in range(3):
+                await journal.created(f"k{i}", f"{i}.jpg", f"T{i}", datetime.now(UTC))
+            if mode == "mid-transaction":
+                conn = journal._conn
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("UPDATE inputs SET task_id = 'LOST' WHERE key = 'k0'")
+                conn.execute("DELETE FROM inputs WHERE key = 'k1'")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    anyio.run(main, sys.argv[1], sys.argv[2])
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["mid-transaction", "torn WAL tail"])
+def test_a_killed_writer_loses_only_its_last_transaction(tmp_path: Path, mode: str) -> None:
+    journal = tmp_path / JOURNAL_NAME
+    done = subprocess.run([sys.executable, "-c", _WRITER, str(journal), mode], timeout=60)
+    assert done.returncode == -9
+    if mode == "torn WAL tail":
+        assert tear_wal_tail(journal, random.Random(1), page_size(journal) + WAL_FRAME_HEADER)
+        expected = {"k0": ("created", "T0"), "k1": ("created", "T1")}  # k2's commit is torn
+    else:
+        expected = {f"k{i}": ("created", f"T{i}") for i in range(3)}  # the open one is gone
+    assert rows(journal) == expected
+    assert journal_events(journal) == len(expected)
+
+
+FAST_POLLS = PollSchedule(initial_guess=0.05, min_delay=0.05, max_delay=0.3)
+
+
+def fast_client(server: LocalServer, cls: type[C] = AsyncIDPhotoClient, **kwargs: Any) -> C:  # type: ignore[assignment]
+    return cls(api_key=KEY, base_url=server.base_url, qps=500, poll_schedule=FAST_POLLS, **kwargs)
 
 
 class StuckClient(AsyncIDPhotoClient):
@@ -87,27 +145,9 @@ async def batch(client: AsyncIDPhotoClient, inputs: list[Path], out: Path) -> li
 
 
 @pytest.mark.anyio
-async def test_torn_tail_after_a_finished_run_costs_nothing(tmp_path: Path) -> None:
-    inputs = make_images(tmp_path / "in", 5)
-    out = tmp_path / "out"
-    with LocalServer(qps=None) as server:
-        async with fast_client(server) as client:
-            await batch(client, inputs, out)
-            journal = out / JOURNAL_NAME
-            with journal.open("ab") as f:
-                f.write(b'{"v":1,"event":"creat')  # a record torn mid-write
-            assert load_journal(journal).torn_lines == 1
-            again = await batch(client, inputs, out)
-        assert {o.status for o in again} == {"skipped"}
-        assert server.stats()["creates"] == 5
-    state = load_journal(journal)
-    assert state.torn_lines == 0  # the torn tail was cut off before appending
-    check_outputs(tmp_path / "in", out)
-
-
-@pytest.mark.anyio
-async def test_torn_created_record_is_counted_in_doubt(tmp_path: Path) -> None:
-    """The last ``created`` record torn: that input is created again, and counted."""
+async def test_lost_created_commit_is_counted_in_doubt(tmp_path: Path) -> None:
+    """The last ``created`` commit lost (the disk lied about fsync): that input is created
+    again, and counted."""
     inputs = make_images(tmp_path / "in", 4)
     out = tmp_path / "out"
     journal = out / JOURNAL_NAME
@@ -117,15 +157,21 @@ async def test_torn_created_record_is_counted_in_doubt(tmp_path: Path) -> None:
             with anyio.fail_after(30):
                 async with runner.outcomes(inputs):
                     await stuck.all_waiting.wait()
-        lines = journal.read_bytes().splitlines(keepends=True)
-        assert b'"created"' in lines[-1]
-        journal.write_bytes(b"".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
-        state = load_journal(journal)
-        assert state.in_doubt == 1 and state.torn_lines == 1
+        with contextlib.closing(sqlite3.connect(journal)) as db, db:  # undo one commit
+            db.execute(
+                "UPDATE inputs SET status = 'creating', task_id = NULL, created_at = NULL, "
+                "pending_create = 1 WHERE key = (SELECT max(key) FROM inputs)"
+            )
+        assert load_journal(journal).in_doubt == 1
         async with fast_client(server) as client:
             outcomes = await batch(client, inputs, out)
         assert {o.status for o in outcomes} == {"succeeded"}
-        assert server.stats()["creates"] == 5  # 4 + the one whose id was torn away
+        assert server.stats()["creates"] == 5  # 4 + the one whose id was lost
+        async with fast_client(server) as client:
+            again = await batch(client, inputs, out)
+        assert {o.status for o in again} == {"skipped"}
+        assert server.stats()["creates"] == 5
+    assert load_journal(journal).in_doubt == 1
     check_outputs(tmp_path / "in", out)
 
 
@@ -138,19 +184,16 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _kill_at(proc: subprocess.Popen[bytes], journal: Path, lines: int) -> bool:
-    """SIGKILL ``proc`` once its journal holds ``lines`` lines; False if it ended first."""
+def _kill_at(proc: subprocess.Popen[bytes], journal: Path, events: int) -> bool:
+    """SIGKILL ``proc`` once its journal has committed ``events`` records; False if it ended."""
     deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            count = journal.read_bytes().count(b"\n")
-        except FileNotFoundError:
-            count = 0
-        if count >= lines:
-            proc.kill()
-            proc.wait(timeout=60)
-            return True
-        time.sleep(0.002)  # watching a file written by another process
+    with JournalWatch(journal) as watch:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if watch.events() >= events:
+                proc.kill()
+                proc.wait(timeout=60)
+                return True
+            time.sleep(0.002)  # watching a file written by another process
     proc.wait(timeout=60)
     return False
 
@@ -172,13 +215,13 @@ def test_seeded_sigkill_campaign(tmp_path: Path, seed: int) -> None:
                "--max-in-flight", "6", "--no-progress"]  # fmt: skip
         per_input = 3 if mode == "sync" else 4
         for _ in range(kills):
-            before = journal.read_bytes().count(b"\n") if journal.exists() else 0
+            before = journal_events(journal)
             target = before + rng.randint(1, max(1, count * per_input // kills))
             proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)  # fmt: skip
             if _kill_at(proc, journal, target):
                 killed += 1
-                if rng.random() < 0.5 and tear_last_line(journal, rng):
+                if rng.random() < 0.5 and tear_wal_tail(journal, rng):
                     torn += 1
         final = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
         assert final.returncode == 0, final.stderr
@@ -186,10 +229,10 @@ def test_seeded_sigkill_campaign(tmp_path: Path, seed: int) -> None:
     check_outputs(src, out)
     state = load_journal(journal)
     # No input paid twice except creates whose id never reached the journal (on the wire at
-    # a kill, or their `created` line torn): the journal counts those. A torn line (power
-    # loss) can also erase the `creating` record of a create that was on the wire, hiding it
-    # from the count: at most one create per torn line.
-    assert count <= stats["creates"] <= count + state.in_doubt + torn
-    assert state.in_doubt <= killed * 6 + torn  # at most max-in-flight creates per kill
+    # a kill, or their `created` commit torn away): the journal counts those. A torn WAL tail
+    # (power loss) loses the last transaction, which holds the writes made while the one
+    # before it committed: at most one per photo in flight (6), `creating` records included.
+    assert count <= stats["creates"] <= count + state.in_doubt + torn * 6
+    assert state.in_doubt <= killed * 6 + torn * 6  # at most max-in-flight creates per kill
     print(f"seed {seed} ({mode}): {killed} kills, {torn} torn, creates {stats['creates']} "
           f"for {count} inputs, in doubt {state.in_doubt}")  # fmt: skip

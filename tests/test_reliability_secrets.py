@@ -26,7 +26,7 @@ import idphoto_async as ia
 from idphoto_async import AsyncIDPhotoClient, TokenBucketLimiter
 from idphoto_async._batch import BatchRunner
 from idphoto_async._errors import AuthenticationError, IDPhotoError
-from idphoto_async._journal import JOURNAL_NAME
+from idphoto_async._journal import JOURNAL_NAME, dump_journal
 from idphoto_async._models import TaskResult, TaskState
 from idphoto_async._polling import PollSchedule
 from idphoto_async._retry import RetryPolicy
@@ -110,7 +110,7 @@ async def test_no_key_in_logs_errors_journal_or_report_across_a_run(
     report = "\n".join(json.dumps(o.report_record()) for o in outcomes)
     assert not leaks(report)
     assert not leaks(str(caught.value)) and not leaks(repr(caught.value))
-    assert not leaks((out / JOURNAL_NAME).read_text())
+    assert not leaks(dump_journal(out / JOURNAL_NAME))
 
 
 def test_cli_report_journal_and_output_hold_no_key(
@@ -130,7 +130,7 @@ def test_cli_report_journal_and_output_hold_no_key(
     assert code in (0, 1)
     for text in (captured.out, captured.err, report.read_text()):
         assert not leaks(text)
-    assert not leaks((tmp_path / "out" / JOURNAL_NAME).read_text())
+    assert not leaks(dump_journal(tmp_path / "out" / JOURNAL_NAME))
 
 
 @pytest.mark.anyio

@@ -16,13 +16,16 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from .._journal import JOURNAL_NAME
 from ._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_USAGE,
     add_client_flags,
     add_option_flags,
     api_key_or_exit,
+    check_base_url,
     check_qps,
     error,
     fail_usage,
@@ -45,19 +48,25 @@ INPUT is an image file, a directory (walked recursively for jpg, jpeg, png, bmp,
 tif, bitmap, raw, rgb, jfif and lzw files, in sorted order) or an http(s):// URL (the service
 fetches it).
 
+One photo named several ways (twice, or a folder and a file in it) is made once. OUT must
+not be an input folder nor hold inputs; --report and --journal must not overwrite each other,
+an input or an output: such collisions are refused before any request.
+
 Re-running the same command resumes: finished photos are skipped without a request, tasks
 already created are polled instead of paid again, inputs that failed for good are reported
 again (use --retry-failed to try them anew). Progress is kept in a journal, by default
-OUT/.idphoto-journal.jsonl.
+OUT/{journal}; with --shard K/N, one per shard.
 
 Exit status: 0 all succeeded (or were already done), 1 some inputs failed (the others are
-done), 2 usage or configuration error, 130 interrupted (re-run the same command to resume).
+done), 2 usage or configuration error (including a key the service refuses, an API origin
+that cannot be reached and a full disk), 130 interrupted (re-run the same command to resume).
 """
 
 EPILOG = """\
 examples:
   IDPHOTO_API_KEY=... idphoto batch photos/ -o out --size 295x413 --format jpg
   idphoto batch photos/ -o out --local --report report.jsonl
+  idphoto batch photos/ -o out --shard 2/3 --redis-url redis://host:6379/0   # one of 3 machines
 """
 
 
@@ -66,7 +75,7 @@ def configure(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "batch",
         help="make ID photos of many images (files, folders, URLs), resumable",
-        description=DESCRIPTION,
+        description=DESCRIPTION.format(journal=JOURNAL_NAME),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -96,7 +105,7 @@ def configure(sub: Any) -> None:
         help="photos in progress at once (default: from --qps)",
     )
     run.add_argument(
-        "--journal", metavar="PATH", help="resume journal (default OUT/.idphoto-journal.jsonl)"
+        "--journal", metavar="PATH", help=f"resume journal (default OUT/{JOURNAL_NAME})"
     )
     run.add_argument(
         "--report",
@@ -113,13 +122,20 @@ def configure(sub: Any) -> None:
         action="store_true",
         help="no progress bar: failures and a one-line summary only",
     )
-    add_client_flags(parser)
-    _service_group(parser).add_argument(
+    run.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="take only the K-th of N deterministic shares of the inputs (N processes or "
+        "machines split one batch; each keeps its own journal; add --redis-url to share the "
+        "key's QPS)",
+    )
+    service = add_client_flags(parser)
+    service.add_argument(
         "--local",
         action="store_true",
         help="run against an in-process local server and engine: no key, no network, no credits",
     )
-    _service_group(parser).add_argument(
+    service.add_argument(
         "--redis-url",
         metavar="URL",
         help="share the key's QPS with every process using the same Redis (redis://host:6379/0;"
@@ -128,24 +144,16 @@ def configure(sub: Any) -> None:
     parser.set_defaults(func=run_batch_command)
 
 
-def _service_group(parser: argparse.ArgumentParser) -> Any:
-    for group in parser._action_groups:
-        if group.title == "service":
-            return group
-    return parser  # pragma: no cover
-
-
 def run_batch_command(args: argparse.Namespace) -> int:
     """Entry point of ``idphoto batch``."""
     make_options(args)  # exit 2 on a bad size, format or colour
     check_qps(args.qps)
+    check_base_url(args.base_url)
     if args.max_in_flight is not None and args.max_in_flight < 1:
         fail_usage("--max-in-flight must be at least 1")
     if args.local and args.base_url:
         fail_usage("--local and --base-url exclude each other: --local runs its own server")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        fail_usage(f"-o {out} exists and is not a directory")
     key: str | None
     with ExitStack() as stack:
         if args.local:
@@ -196,6 +204,12 @@ def _local_server(engine_log: Path) -> Iterator[str]:
         "no key, no network, no credits"
     )
 
+    from .._batch import BatchConfigError, prepare_out_dir
+
+    try:
+        prepare_out_dir(engine_log.parent)
+    except BatchConfigError as exc:
+        fail_usage(str(exc))
     with native_stderr_to(engine_log), LocalServer(config) as server:
         yield server.base_url
 
@@ -237,11 +251,9 @@ async def _run(
     key: str | None,
     qps: float,
 ) -> int:
-    from .._batch import BatchRunner
+    from .._batch import BatchRunner, single_error
     from .._client import AsyncIDPhotoClient
     from .._errors import IDPhotoError
-    from .._paths import discover
-    from ._progress import make_display, summary_line
 
     started = time.monotonic()
     create_options = {
@@ -250,77 +262,159 @@ async def _run(
         "bg_color": args.bg_color,
         "return_type": args.return_type,
     }
-    async with (
-        _shared_limiter(args.redis_url, key, base_url, qps) as limiter,
-        AsyncIDPhotoClient(
-            api_key=key,
-            base_url=base_url,
-            qps=qps,
-            limiter=limiter,
-            poll_schedule=_local_schedule() if args.local else None,
-        ) as client,
-    ):
-        runner = BatchRunner(
-            client,
-            out_dir=out,
-            mode=args.mode,
-            max_in_flight=args.max_in_flight,
-            journal=args.journal,
-            retry_failed=args.retry_failed,
-            **create_options,
-        )
-        display = make_display(
-            runner.stats, lambda: client.requests_sent, no_progress=args.no_progress
-        )
-        interrupts = 0
-        report = await _open_report(args.report)
+    try:
+        async with (
+            _shared_limiter(args.redis_url, key, base_url, qps) as limiter,
+            AsyncIDPhotoClient(
+                api_key=key,
+                base_url=base_url,
+                qps=qps,
+                limiter=limiter,
+                poll_schedule=_local_schedule() if args.local else None,
+            ) as client,
+        ):
+            runner = BatchRunner(
+                client,
+                out_dir=out,
+                mode=args.mode,
+                max_in_flight=args.max_in_flight,
+                journal=args.journal,
+                retry_failed=args.retry_failed,
+                shard=args.shard,
+                **create_options,
+            )
+            run = _BatchCommand(args, runner, client, started)
+            try:
+                return await run.run()
+            except BaseExceptionGroup as group:
+                raise single_error(group) from None
+    except IDPhotoError as exc:
+        error(stop_message(exc, base_url))
+        return EXIT_USAGE
+
+
+class _BatchCommand:
+    """One ``idphoto batch`` run: the report, the display, Ctrl-C, the summary."""
+
+    def __init__(self, args: argparse.Namespace, runner: Any, client: Any, started: float) -> None:
+        self.args = args
+        self.runner = runner
+        self.client = client
+        self.started = started
+        self.interrupts = 0
+        self.display: Any = None
+
+    async def run(self) -> int:
+        """Check the paths, run the batch, say what happened; the exit status."""
+        report_path = await anyio.to_thread.run_sync(self._check_layout)
+        report = await _open_report(report_path)
         try:
-            async with anyio.create_task_group() as tg:
-                with anyio.CancelScope() as work:
-
-                    def on_interrupt() -> None:
-                        nonlocal interrupts
-                        interrupts += 1
-                        if interrupts == 1:
-                            runner.stop()
-                            display.note(
-                                "Interrupted: no new photos are started; the ones in "
-                                "flight finish and are journaled. Ctrl-C again to "
-                                "stop now."
-                            )
-                        elif interrupts == 2:
-                            display.note(
-                                "Stopping now (creates on the wire get a few seconds to "
-                                "answer, so their tasks are journaled)."
-                            )
-                            work.cancel()
-                        else:
-                            os._exit(EXIT_INTERRUPTED)
-
-                    tg.start_soon(_watch_interrupts, on_interrupt)
-                    tg.start_soon(_count_inputs, args.inputs, out, display.set_total)
-                    tg.start_soon(_refresh, display)
-                    display.start()
-                    async with runner.outcomes(discover(args.inputs, exclude=[out])) as outcomes:
-                        async for outcome in outcomes:
-                            display.outcome(outcome)
-                            if report is not None:
-                                await report.write(
-                                    json.dumps(outcome.report_record(), ensure_ascii=False) + "\n"
-                                )
-                                await report.flush()
-                tg.cancel_scope.cancel()
-        except IDPhotoError as exc:
-            display.stop()
-            error(str(exc))
-            return 2
+            return await self._batch(report)
         finally:
             if report is not None:
                 with anyio.CancelScope(shield=True):
                     await report.aclose()
-        display.stop()
-        stats = runner.stats
-        print(summary_line(stats, time.monotonic() - started, client.requests_sent), flush=True)
+
+    def _check_layout(self) -> Path | None:
+        """Refuse colliding paths before anything is written or sent (blocking)."""
+        from .._batch import check_argument, check_side_files, prepare_out_dir
+
+        out_root = prepare_out_dir(self.runner.out_dir)
+        for raw in self.args.inputs:
+            check_argument(raw, out_root)
+        report = Path(self.args.report) if self.args.report else None
+        check_side_files(
+            out_root, self.args.inputs, journal=self.runner.journal_path, report=report
+        )
+        return report
+
+    async def _batch(self, report: Any) -> int:
+        from ._progress import make_display
+
+        runner = self.runner
+        self.display = display = make_display(
+            runner.stats, lambda: self.client.requests_sent, no_progress=self.args.no_progress
+        )
+        stopped: BaseException | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                with anyio.CancelScope() as work:
+                    tg.start_soon(_watch_interrupts, lambda: self._on_interrupt(work))
+                    tg.start_soon(_refresh, display)
+                    display.start()
+                    async with runner.outcomes(self.args.inputs) as outcomes:
+                        tg.start_soon(self._count_inputs)
+                        async for outcome in outcomes:
+                            display.outcome(outcome)
+                            if report is not None:
+                                line = json.dumps(outcome.report_record(), ensure_ascii=False)
+                                await report.write(line + "\n")
+                                await report.flush()
+                tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            from .._batch import single_error
+
+            stopped = single_error(group)
+        except Exception as exc:
+            stopped = exc
+        finally:
+            display.stop()
+        from .._errors import IDPhotoError
+
+        if stopped is not None and not isinstance(stopped, IDPhotoError):
+            raise stopped
+        if stopped is not None and not runner.stats.taken:
+            raise stopped  # nothing was started: one line says it all
+        self._summary()
+        if stopped is not None:
+            error(stop_message(stopped, self.client.base_url))
+            for task_id in runner.unjournaled_task_ids:
+                error(
+                    f"task {task_id} was made but could not be journaled: fetch it with "
+                    f"idphoto wait {task_id} -o PATH (results are kept for 1 hour)"
+                )
+            return EXIT_USAGE
+        if self.interrupts or runner.stopping:
+            error(
+                "interrupted: re-run the same command to resume (finished photos are "
+                "skipped, created tasks are polled, not paid again)."
+            )
+            return EXIT_INTERRUPTED
+        return EXIT_FAILED if runner.stats.failed else EXIT_OK
+
+    def _on_interrupt(self, work: anyio.CancelScope) -> None:
+        self.interrupts += 1
+        if self.interrupts == 1:
+            self.runner.stop()
+            self.display.note(
+                "Interrupted: no new photos are started; the ones in flight finish and are "
+                "journaled. Ctrl-C again to stop now."
+            )
+        elif self.interrupts == 2:
+            self.display.note(
+                "Stopping now (creates on the wire get a few seconds to answer, so their "
+                "tasks are journaled)."
+            )
+            work.cancel()
+        else:
+            os._exit(EXIT_INTERRUPTED)
+
+    async def _count_inputs(self) -> None:
+        """Count this run's inputs in a thread, for the bar's total and ETA."""
+        from .._batch import count_inputs
+
+        runner = self.runner
+        total = await anyio.to_thread.run_sync(
+            lambda: count_inputs(self.args.inputs, runner), abandon_on_cancel=True
+        )
+        self.display.set_total(total)
+
+    def _summary(self) -> None:
+        from ._progress import summary_line
+
+        stats = self.runner.stats
+        elapsed = time.monotonic() - self.started
+        print(summary_line(stats, elapsed, self.client.requests_sent), flush=True)
         if stats.in_doubt:
             error(
                 f"note: an earlier run was killed while {stats.in_doubt} create request(s) "
@@ -333,21 +427,47 @@ async def _run(
                 "reached the service (5xx, timeout or cut connection); each may have made a "
                 "charged task whose id never came back."
             )
-        if interrupts or runner.stopping:
+        if stats.possible_extra_charges:
             error(
-                "interrupted: re-run the same command to resume (finished photos are "
-                "skipped, created tasks are polled, not paid again)."
+                f"note: {stats.possible_extra_charges} create(s) may each have paid a second "
+                "time for a photo (sent again after a create in doubt, or made again after "
+                "its result was lost); the report lists them (possible_extra_charges)."
             )
-            return EXIT_INTERRUPTED
-        return EXIT_FAILED if stats.failed else EXIT_OK
 
 
-async def _open_report(path: str | None) -> Any:
+def stop_message(exc: BaseException, base_url: str | None) -> str:
+    """The one line that says why the run stopped and what to do."""
+    from .._batch import key_refused
+    from .._errors import APIConnectionError
+
+    if key_refused(exc):
+        return (
+            f"the service refused the API key ({exc}). Nothing was recorded as failed: set "
+            "the right key in IDPHOTO_API_KEY and run the same command again."
+        )
+    if isinstance(exc, APIConnectionError):
+        return (
+            f"cannot reach the API at {base_url or 'the default service'}: {exc} Check "
+            "--base-url (or IDPHOTO_BASE_URL) and the network, then run the same command "
+            "again."
+        )
+    return str(exc)
+
+
+async def _open_report(path: Path | None) -> Any:
+    """Open the report for writing (after the layout checks); a bad path is exit 2."""
     if path is None:
         return None
-    target = anyio.Path(path)
-    await target.parent.mkdir(parents=True, exist_ok=True)
-    return await anyio.open_file(path, "w", encoding="utf-8")
+    from .._batch import BatchConfigError
+
+    try:
+        await anyio.Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return await anyio.open_file(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise BatchConfigError(
+            f"cannot write the report {path}: {exc.strerror or exc}; choose another --report",
+            field="report",
+        ) from None
 
 
 async def _watch_interrupts(callback: Callable[[], None]) -> None:
@@ -358,16 +478,6 @@ async def _watch_interrupts(callback: Callable[[], None]) -> None:
                 callback()
     except NotImplementedError:  # pragma: no cover - Windows: KeyboardInterrupt as usual
         await anyio.sleep_forever()
-
-
-async def _count_inputs(inputs: list[str], out: Path, set_total: Callable[[int], None]) -> None:
-    """Count the inputs in a thread, for the bar's total and ETA (walks the folders once)."""
-    from .._paths import discover
-
-    def count() -> int:
-        return sum(1 for _ in discover(inputs, exclude=[out]))
-
-    set_total(await anyio.to_thread.run_sync(count, abandon_on_cancel=True))
 
 
 async def _refresh(display: Any) -> None:

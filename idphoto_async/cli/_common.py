@@ -18,9 +18,22 @@ class UsageError(Exception):
     """A bad flag or configuration: exit 2 with the message, no traceback."""
 
 
+_CONTROL: Final = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))},
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+}
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (a file name must not drive the terminal)."""
+    return text.translate(_CONTROL)
+
+
 def error(message: str) -> None:
-    """Print ``idphoto: message`` on stderr."""
-    print(f"idphoto: {message}", file=sys.stderr, flush=True)
+    """Print ``idphoto: message`` on stderr (control characters escaped)."""
+    print(f"idphoto: {printable(message)}", file=sys.stderr, flush=True)
 
 
 def fail_usage(message: str) -> NoReturn:
@@ -58,8 +71,8 @@ def add_option_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_client_flags(parser: argparse.ArgumentParser, *, qps_default: str = "2") -> None:
-    """--base-url, --qps: where requests go and how fast."""
+def add_client_flags(parser: argparse.ArgumentParser, *, qps_default: str = "2") -> Any:
+    """--base-url, --qps: where requests go and how fast; returns the "service" group."""
     group = parser.add_argument_group("service")
     group.add_argument(
         "--base-url",
@@ -72,6 +85,7 @@ def add_client_flags(parser: argparse.ArgumentParser, *, qps_default: str = "2")
         metavar="Q",
         help=f"requests per second allowed by your key (default {qps_default})",
     )
+    return group
 
 
 def make_options(args: argparse.Namespace) -> Any:
@@ -100,6 +114,25 @@ def api_key_or_exit(base_url: str | None) -> str | None:
             "on this machine with the local engine (no key, no network, no credits)."
         )
     return key
+
+
+def check_base_url(base_url: str | None) -> None:
+    """Exit 2 unless ``base_url`` (flag or env) is an http(s) URL with a host."""
+    from urllib.parse import urlsplit
+
+    from .._constants import ENV_BASE_URL
+
+    value, origin = (
+        (base_url, "--base-url") if base_url else (os.environ.get(ENV_BASE_URL), ENV_BASE_URL)
+    )
+    if not value:
+        return
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        fail_usage(
+            f"{origin} {value!r} is not an http(s) URL: write it with its scheme, e.g. "
+            f"http://{value.split('://')[-1]}"
+        )
 
 
 def check_qps(qps: float | None) -> None:

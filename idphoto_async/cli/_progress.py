@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from .._batch import BatchOutcome, BatchStats
+from ._common import printable
 
 __all__ = ["Display", "PlainDisplay", "make_display", "summary_line"]
 
@@ -24,7 +25,7 @@ class Display(Protocol):
 
 
 def _fmt_failure(outcome: BatchOutcome) -> str:
-    return f"failed: {outcome.input}: {outcome.error}"
+    return printable(f"failed: {outcome.input}: {outcome.error}")
 
 
 class PlainDisplay:
@@ -44,7 +45,7 @@ class PlainDisplay:
         pass
 
     def note(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        print(printable(text), file=sys.stderr, flush=True)
 
     def stop(self) -> None:
         pass
@@ -108,7 +109,7 @@ class RichDisplay:
         )
 
     def note(self, text: str) -> None:
-        self._progress.console.print(_escape(text))
+        self._progress.console.print(_escape(printable(text)))
 
     def stop(self) -> None:
         self.refresh()
@@ -131,16 +132,26 @@ def make_display(stats: BatchStats, requests: Callable[[], int], *, no_progress:
     return PlainDisplay()
 
 
-def summary_line(stats: BatchStats, seconds: float, requests: int, **extra: Any) -> str:
-    """One line saying what the run did."""
-    total = stats.finished
+def summary_line(stats: BatchStats, seconds: float, requests: int) -> str:
+    """One line saying what the run did (true counts, even when it was cut short)."""
+    total = stats.taken
     rate = stats.succeeded / seconds if seconds > 0 else 0.0
     parts = [
         f"{total} input{'s' if total != 1 else ''}:",
         f"{stats.succeeded} succeeded,",
         f"{stats.skipped} skipped (already done),",
         f"{stats.failed} failed",
-        f"in {seconds:.1f} s ({rate:.1f} photos/s, {requests} API requests,",
-        f"{stats.creates} creates)",
     ]
+    if stats.rejected:
+        parts[-1] += f" ({stats.rejected} refused before sending)"
+    if stats.unfinished:
+        parts[-1] += f", {stats.unfinished} unfinished"
+    parts.append(
+        f"in {seconds:.1f} s ({rate:.1f} photos/s, {requests} API requests, "
+        f"{stats.creates} creates)"
+    )
+    if stats.duplicates:
+        parts.append(f"; {stats.duplicates} duplicate name(s) of photos already taken")
+    if stats.other_shards:
+        parts.append(f"; {stats.other_shards} left to other shards")
     return " ".join(parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,10 @@ from ._common import (
     add_client_flags,
     add_option_flags,
     api_key_or_exit,
+    check_base_url,
     check_qps,
     error,
+    fail_usage,
     make_options,
     print_json,
 )
@@ -114,11 +117,60 @@ async def _with_client(args: argparse.Namespace, key: str | None, work: Any) -> 
         print_json(_error_json(exc))
         error(str(exc))
         return EXIT_FAILED
+    except _SaveError as exc:
+        print_json(
+            {"task_id": exc.task_id, "error": {"type": "DownloadError", "message": str(exc)}}
+        )
+        error(str(exc))
+        return EXIT_FAILED
 
 
 def _prepare(args: argparse.Namespace) -> str | None:
     check_qps(args.qps)
+    check_base_url(args.base_url)
+    if getattr(args, "output", None):
+        _check_output(Path(args.output))
     return api_key_or_exit(args.base_url)
+
+
+def _check_output(path: Path) -> None:
+    """Refuse an -o the result could never be saved to, before anything is paid."""
+    if path.is_dir():
+        fail_usage(f"-o {path} is a directory: give a file name, e.g. {path / 'photo.png'}")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        fail_usage(f"-o {path}: {parent} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        fail_usage(f"-o {path}: cannot write in {parent} ({exc.strerror or exc})")
+
+
+async def _save(client: Any, result: Any, output: str) -> str:
+    """Download ``result`` to ``output``; a failure says how to fetch the result again."""
+    from .._errors import DownloadError
+
+    try:
+        return str(await client.download(result, Path(output)))
+    except (DownloadError, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise _SaveError(
+            f"task {result.task_id} succeeded but its result could not be saved to "
+            f"{output}: {reason} Fetch it again with: idphoto wait {result.task_id} -o "
+            "PATH (results are kept for 1 hour)",
+            result.task_id,
+        ) from None
+
+
+class _SaveError(Exception):
+    """The result exists but could not be stored."""
+
+    def __init__(self, message: str, task_id: str) -> None:
+        super().__init__(message)
+        self.task_id = task_id
 
 
 def run_create(args: argparse.Namespace) -> int:
@@ -146,10 +198,11 @@ def run_create(args: argparse.Namespace) -> int:
                 created = None if task.created_at is None else task.created_at.isoformat()
                 print_json({"task_id": task.task_id, "created_at": created})
                 return EXIT_OK
+            error(f"created task {task.task_id} (idphoto wait {task.task_id} fetches it)")
             result = await client.wait(task)
         data = result_json(result)
         if args.output:
-            data["output"] = str(await client.download(result, Path(args.output)))
+            data["output"] = await _save(client, result, args.output)
         print_json(data)
         return EXIT_OK
 
@@ -175,7 +228,7 @@ def run_wait(args: argparse.Namespace) -> int:
         result = await client.wait(args.task_id, timeout=args.timeout)
         data = result_json(result)
         if args.output:
-            data["output"] = str(await client.download(result, Path(args.output)))
+            data["output"] = await _save(client, result, args.output)
         print_json(data)
         return EXIT_OK
 

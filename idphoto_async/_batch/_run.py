@@ -1,0 +1,450 @@
+"""One batch run: inputs planned in order, photos made concurrently, outcomes streamed.
+
+Shaped like aiometer's ``amap``: `BatchRunner.outcomes` is an async context manager that
+holds the anyio task group and yields the stream of outcomes (no task group inside an async
+generator: PEP 789). A producer plans the inputs (`InputPlanner`, in a worker thread) and
+starts at most ``max_in_flight`` workers; each runs the `PhotoPipeline` and sends its
+outcome into a memory object stream, holding its slot until the outcome is taken, so a slow
+consumer slows the producer and memory stays flat.
+
+Errors of the run (`RunStop`) cancel it and are raised to the caller as themselves, never
+wrapped in an exception group.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from itertools import chain
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import anyio
+import anyio.to_thread
+import attrs
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .._constants import DEFAULT_QPS
+from .._errors import IDPhotoError, ValidationError
+from .._journal import JOURNAL_NAME, BatchStore, Journal, NullJournal
+from .._options import make_options
+from .._paths import BatchInput, to_item
+from ._inputs import DUPLICATE, OTHER_SHARD, InputPlanner, Plan, PlannedInput
+from ._layout import BatchConfigError, check_argument, check_side_files, prepare_out_dir, real
+from ._outcome import BatchOutcome, BatchStats, Mode, default_max_in_flight
+from ._pipeline import PhotoPipeline
+from ._policy import RecreatePolicy
+from ._shard import Shard
+from ._shield import CreateShields
+from ._stop import RunStop
+
+if TYPE_CHECKING:
+    from .._client import AsyncIDPhotoClient
+
+__all__ = ["BatchOutcomes", "BatchRunner", "count_inputs", "run_batch", "single_error"]
+
+_OPTION_NAMES: Final = frozenset({"size", "format", "bg_color", "return_type"})
+
+
+def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error inside ``group`` (nested groups flattened), or ``group`` itself."""
+    leaves: list[BaseException] = []
+
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        else:
+            leaves.append(exc)
+
+    collect(group)
+    return leaves[0] if len(leaves) == 1 else group
+
+
+class BatchOutcomes:
+    """The outcomes of a run, as they complete: ``async for outcome in outcomes``.
+
+    ``stats`` counts as the run goes; ``stop()`` takes no new inputs (those in flight finish).
+    """
+
+    def __init__(self, receive: MemoryObjectReceiveStream[BatchOutcome], runner: BatchRunner):
+        self._receive = receive
+        self._runner = runner
+
+    @property
+    def stats(self) -> BatchStats:
+        """The run's live counters."""
+        return self._runner.stats
+
+    def stop(self) -> None:
+        """Take no more inputs; those in flight run to their end (and are journaled)."""
+        self._runner.stop()
+
+    def __aiter__(self) -> AsyncIterator[BatchOutcome]:
+        return self
+
+    async def __anext__(self) -> BatchOutcome:
+        try:
+            return await self._receive.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+
+class BatchRunner:
+    """One batch run, configured; `run_batch` is the usual way in.
+
+    `outcomes` runs it (an async context manager yielding `BatchOutcomes`); `stop` ends the
+    taking of new inputs; `stats` counts as it goes.
+    """
+
+    def __init__(
+        self,
+        client: AsyncIDPhotoClient,
+        *,
+        out_dir: str | os.PathLike[str],
+        mode: Mode = "async",
+        max_in_flight: int | None = None,
+        journal: str | os.PathLike[str] | Literal[False] | None = None,
+        retry_failed: bool = False,
+        task_retries: int = 2,
+        create_retries: int = 0,
+        recreate_expired: bool = False,
+        shard: Shard | str | None = None,
+        **create_options: Any,
+    ) -> None:
+        unknown = set(create_options) - _OPTION_NAMES
+        if unknown:
+            raise TypeError(f"unknown batch option(s): {', '.join(sorted(unknown))}")
+        if mode not in ("async", "sync"):
+            raise ValidationError(f"mode must be 'async' or 'sync', got {mode!r}", field="mode")
+        if max_in_flight is not None and max_in_flight < 1:
+            raise ValidationError("max_in_flight must be at least 1", field="max_in_flight")
+        self.client = client
+        self.out_dir = Path(out_dir)
+        self.mode: Mode = mode
+        self.policy = RecreatePolicy(task_retries, create_retries, recreate_expired)
+        make_options(**create_options)  # fail fast on bad batch options
+        self.create_options = create_options
+        qps = float(getattr(getattr(client, "limiter", None), "qps", DEFAULT_QPS))
+        self.max_in_flight = max_in_flight or default_max_in_flight(qps)
+        self.shard = Shard.parse(shard) if isinstance(shard, str) else shard
+        self.journal_path = self._journal_path(journal)
+        self.retry_failed = retry_failed
+        self.stats = BatchStats()
+        self._stop = RunStop()
+        self._producer_scope: anyio.CancelScope | None = None
+        self._stopping = False
+
+    def _journal_path(self, journal: str | os.PathLike[str] | Literal[False] | None) -> Path | None:
+        if journal is False:
+            return None
+        if journal:
+            return Path(journal)
+        name = Path(JOURNAL_NAME)
+        if self.shard is not None:  # shards may share OUT: one journal each
+            name = name.with_name(f"{name.stem}-shard{self.shard.index}of{self.shard.count}")
+            name = name.with_suffix(Path(JOURNAL_NAME).suffix)
+        return self.out_dir / name
+
+    # -- control ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Take no more inputs; those in flight run to their end (and are journaled)."""
+        self._stopping = True
+        if self._producer_scope is not None:
+            self._producer_scope.cancel()
+
+    @property
+    def stopping(self) -> bool:
+        """`stop` was called."""
+        return self._stopping
+
+    @property
+    def unjournaled_task_ids(self) -> list[str]:
+        """Tasks made (and maybe paid for) that a failed journal write could not keep."""
+        return self._stop.unjournaled_task_ids
+
+    # -- the run --------------------------------------------------------------------------
+
+    async def _open(self, inputs: object, stack: AsyncExitStack) -> tuple[Path, BatchStore]:
+        """Check the layout (before any request) and open the store (closed by ``stack``)."""
+        out_root = await anyio.to_thread.run_sync(prepare_out_dir, self.out_dir)
+        journal = None if self.journal_path is None else real(self.journal_path)
+        if isinstance(inputs, Sequence) and not isinstance(inputs, str | bytes):
+            sources = await anyio.to_thread.run_sync(_check_all, inputs, out_root)
+        else:
+            sources = []
+        await anyio.to_thread.run_sync(lambda: check_side_files(out_root, sources, journal=journal))
+        if self.journal_path is None:
+            return out_root, await stack.enter_async_context(NullJournal())
+        try:
+            store = await stack.enter_async_context(Journal(self.journal_path))
+        except IDPhotoError:
+            raise
+        except Exception as exc:
+            raise BatchConfigError(
+                f"cannot open the journal {self.journal_path}: {exc}; choose another "
+                "--journal path or a writable output directory",
+                field="journal",
+            ) from None
+        return out_root, store
+
+    @asynccontextmanager
+    async def outcomes(
+        self, inputs: Iterable[BatchInput] | AsyncIterable[BatchInput]
+    ) -> AsyncIterator[BatchOutcomes]:
+        """Run the batch; yield its outcomes (the stream ends when every input is done).
+
+        Paths are checked and the journal opened before any request: a collision or an
+        unwritable path raises `BatchConfigError` (a list of inputs is checked whole first).
+        Leaving the block early cancels the work still running: creates already sent are
+        given time to answer, and every finished step is in the journal. An error of the run
+        (the key refused, the origin unreachable, the journal unwritable) stops it and is
+        raised here as itself.
+        """
+        if isinstance(inputs, str | os.PathLike):
+            inputs = [inputs]  # one path or URL, not its characters
+        async with AsyncExitStack() as stack:
+            out_root, store = await self._open(inputs, stack)
+            self.stats.in_doubt = store.in_doubt
+            shields = CreateShields()
+            pipeline = PhotoPipeline(
+                self.client,
+                store,
+                mode=self.mode,
+                policy=self.policy,
+                retry_failed=self.retry_failed,
+                stats=self.stats,
+                stop=self._stop,
+                shields=shields,
+            )
+            planner = InputPlanner(out_root, self.create_options, shard=self.shard)
+            send, receive = anyio.create_memory_object_stream[BatchOutcome](self.max_in_flight)
+            try:
+                async with anyio.create_task_group() as tg:
+                    self._stop.attach(tg.cancel_scope)
+                    tg.start_soon(self._produce, planner, pipeline, inputs, send, tg)
+                    try:
+                        with receive:
+                            yield BatchOutcomes(receive, self)
+                    finally:
+                        shields.begin_cancel()
+                        tg.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                raise single_error(group) from None
+            if self._stop.error is not None:
+                raise self._stop.error
+
+    # -- producer and workers --------------------------------------------------------------
+
+    async def _produce(
+        self,
+        planner: InputPlanner,
+        pipeline: PhotoPipeline,
+        inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
+        send: MemoryObjectSendStream[BatchOutcome],
+        tg: TaskGroup,
+    ) -> None:
+        slots = anyio.Semaphore(self.max_in_flight)
+        try:
+            with send, anyio.CancelScope() as scope:
+                self._producer_scope = scope
+                if self._stopping:
+                    return
+                plans = _plans(planner, inputs, self.stats)
+                while True:
+                    await slots.acquire()
+                    plan = await anext(plans, None)
+                    if plan is None:
+                        break
+                    self.stats.taken += 1
+                    self.stats.in_flight += 1
+                    probe = self._stop.probe()
+                    tg.start_soon(self._work, pipeline, plan, send.clone(), slots, probe)
+                    if probe is not None:
+                        await probe.wait()
+        except Exception as exc:  # a bad input stream ends the run, raised as itself
+            self._stop.stop(exc)
+
+    async def _work(
+        self,
+        pipeline: PhotoPipeline,
+        job: PlannedInput | BatchOutcome,
+        send: MemoryObjectSendStream[BatchOutcome],
+        slots: anyio.Semaphore,
+        probe: anyio.Event | None,
+    ) -> None:
+        counted = False
+        try:
+            with send:
+                if isinstance(job, BatchOutcome):
+                    self.stats.rejected += 1
+                    outcome = job
+                else:
+                    outcome = await pipeline.run(job)
+                counted = True
+                self.stats.in_flight -= 1
+                self.stats.count(outcome)
+                await send.send(outcome)
+        except anyio.BrokenResourceError:
+            pass  # the caller left the block: the run is being cancelled
+        except Exception as exc:  # an error of the run: stop it; raised there
+            self._stop.stop(exc)
+        finally:
+            if not counted:
+                self.stats.in_flight -= 1
+            slots.release()
+            if probe is not None:
+                probe.set()
+
+
+def _check_all(inputs: Sequence[BatchInput], out_root: Path) -> list[str]:
+    """Check every input argument of a list before any request; return their sources."""
+    sources: list[str] = []
+    for raw in inputs:
+        try:
+            source = to_item(raw).source
+        except (ValidationError, TypeError, ValueError):
+            continue  # reported as that input's failure
+        check_argument(source, out_root)
+        sources.append(source)
+    return sources
+
+
+@attrs.define
+class _Skipped:
+    duplicates: int = 0
+    other_shards: int = 0
+
+
+def _next_plan(plans: Iterator[Plan], skipped: _Skipped) -> PlannedInput | BatchOutcome | None:
+    """The next photo or rejection of ``plans`` (markers counted in ``skipped``). Blocking."""
+    for plan in plans:
+        if plan is DUPLICATE:
+            skipped.duplicates += 1
+        elif plan is OTHER_SHARD:
+            skipped.other_shards += 1
+        elif isinstance(plan, PlannedInput | BatchOutcome):
+            return plan
+    return None
+
+
+async def _plans(
+    planner: InputPlanner,
+    inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
+    stats: BatchStats,
+) -> AsyncIterator[PlannedInput | BatchOutcome]:
+    """The plans of every input, in order, one at a time (the caller pulls once it has a
+    slot free); planning, and pulling a plain iterable, run in a worker thread.
+
+    (An async generator without a task group or cancel scope inside: safe to abandon.)
+    """
+
+    async def drain(plans: Iterator[Plan]) -> AsyncIterator[PlannedInput | BatchOutcome]:
+        while True:
+            skipped = _Skipped()
+            plan = await anyio.to_thread.run_sync(_next_plan, plans, skipped)
+            stats.duplicates += skipped.duplicates
+            stats.other_shards += skipped.other_shards
+            if plan is None:
+                return
+            yield plan
+
+    if isinstance(inputs, AsyncIterable):
+        async for raw in inputs:
+            async for plan in drain(planner.plan(raw)):
+                yield plan
+    else:
+        async for plan in drain(chain.from_iterable(map(planner.plan, inputs))):
+            yield plan
+
+
+def count_inputs(inputs: Iterable[BatchInput], runner: BatchRunner) -> int:
+    """How many photos ``runner`` would take from ``inputs`` (duplicates and other shards
+    left out): for a progress bar's total. Blocking (it walks the folders once more)."""
+    planner = InputPlanner(real(runner.out_dir), runner.create_options, shard=runner.shard)
+    plans = chain.from_iterable(map(planner.plan, inputs))
+    count = 0
+    skipped = _Skipped()
+    try:
+        while _next_plan(plans, skipped) is not None:
+            count += 1
+    except BatchConfigError:
+        pass  # the run itself says so
+    return count
+
+
+def run_batch(
+    client: AsyncIDPhotoClient,
+    inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
+    *,
+    out_dir: str | os.PathLike[str],
+    mode: Mode = "async",
+    max_in_flight: int | None = None,
+    journal: str | os.PathLike[str] | Literal[False] | None = None,
+    retry_failed: bool = False,
+    task_retries: int = 2,
+    create_retries: int = 0,
+    recreate_expired: bool = False,
+    shard: Shard | str | None = None,
+    **create_options: Any,
+) -> AbstractAsyncContextManager[BatchOutcomes]:
+    """Make an ID photo of every input; an async context manager yielding the outcomes.
+
+    ::
+
+        async with run_batch(client, ["photos/"], out_dir="out", size="295x413") as outcomes:
+            async for outcome in outcomes:
+                print(outcome.input, outcome.status)
+
+    Args:
+        inputs: image paths, folders (walked recursively for image files, in sorted order),
+            ``http(s)://`` URLs, `BatchItem`\\ s or ``(source, options)`` pairs, from any
+            (sync or async) iterable, taken lazily: at most ``max_in_flight`` ahead of the
+            outcomes. One photo named several ways is one input (the later names are
+            dropped, counted in ``stats.duplicates``). A list is checked whole before any
+            request.
+        out_dir: outputs go here, mirroring the inputs' relative paths, with the extension
+            of ``format``. It must not be an input folder, nor contain one.
+        mode: ``"async"`` (create, poll, download; resumable) or ``"sync"`` (one request per
+            photo).
+        max_in_flight: photos in progress at once; default from the client's QPS.
+        journal: the resume journal; default ``out_dir/`` `JOURNAL_NAME`, ``False`` for none.
+        retry_failed: try inputs that failed permanently in an earlier run again.
+        task_retries: new creates (per input, per run) after a task fails with a
+            retryable state (`TaskState.retryable`); failed tasks are not charged.
+        create_retries: new creates after a create failed in a way that may have made a
+            task (5xx, timeout or connection cut after sending); each may pay twice and is
+            counted in ``stats.possible_extra_charges``. Default 0: report the failure.
+        recreate_expired: create again (a second credit) when a result expired before it
+            could be downloaded; otherwise the input fails with `ResultExpiredError`.
+        shard: ``"K/N"`` or a `Shard`: take only the K-th of N deterministic shares of the
+            inputs (split one batch over N processes or machines).
+        create_options: ``size``, ``format``, ``bg_color``, ``return_type`` for every input.
+
+    Raises (from the ``async with``, as themselves): `BatchConfigError` (colliding or
+    unwritable paths), `JournalLockedError`, `AuthenticationError` (the key is refused),
+    `APIConnectionError` (the origin cannot be reached at all), `JournalWriteError`.
+    """
+    runner = BatchRunner(
+        client,
+        out_dir=out_dir,
+        mode=mode,
+        max_in_flight=max_in_flight,
+        journal=journal,
+        retry_failed=retry_failed,
+        task_retries=task_retries,
+        create_retries=create_retries,
+        recreate_expired=recreate_expired,
+        shard=shard,
+        **create_options,
+    )
+    return runner.outcomes(inputs)

@@ -22,7 +22,7 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
-pytest.importorskip("mediapipe")
+pytest.importorskip("ai_edge_litert")
 cv2 = pytest.importorskip("cv2")
 skdata = pytest.importorskip("skimage.data")
 

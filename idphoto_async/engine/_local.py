@@ -34,7 +34,7 @@ class LocalConfig:
 
 
 class LocalEngine:
-    """Real ID photos offline: mediapipe models shipped inside the installed wheel.
+    """Real ID photos offline: TensorFlow Lite models shipped in this package, run on LiteRT.
 
     ``process`` is synchronous and thread-safe (each thread keeps its own models);
     run it off the event loop.

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
 import attrs
 import cv2
 import numpy as np
@@ -12,6 +9,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from ._decode import RGBImage
+from ._runtime import model
 
 Alpha = npt.NDArray[np.float32]
 """An (H, W) float32 matte in [0, 1]."""
@@ -33,17 +31,16 @@ class MatteConfig:
     """Drop person-like blobs not connected to the face (helmets, other people)."""
 
 
-_local = threading.local()
-
-
-def _segmenter() -> Any:
-    """This thread's selfie-segmentation solution (mediapipe objects are not thread-safe)."""
-    seg = getattr(_local, "segmenter", None)
-    if seg is None:
-        from mediapipe.python.solutions import selfie_segmentation
-
-        seg = _local.segmenter = selfie_segmentation.SelfieSegmentation(model_selection=0)
-    return seg
+def segment(image: RGBImage) -> Alpha:
+    """Person probability per pixel of ``image`` (selfie segmentation, 256 px, stretched)."""
+    net = model("selfie_segmentation")
+    h, w = image.shape[:2]
+    tw, th = net.input_size
+    interp = cv2.INTER_AREA if w > tw and h > th else cv2.INTER_LINEAR
+    small = cv2.resize(image, (tw, th), interpolation=interp).astype(np.float32) / 255.0
+    (prob,) = net.run(small)
+    mask = np.asarray(cv2.resize(prob[..., 0], (w, h), interpolation=cv2.INTER_LINEAR))
+    return np.asarray(np.clip(mask, 0.0, 1.0), dtype=np.float32)
 
 
 def person_alpha(
@@ -53,7 +50,7 @@ def person_alpha(
     config: MatteConfig = MatteConfig(),
 ) -> Alpha:
     """The person's matte over ``image``; ``valid`` (1 where real pixels are) multiplies it."""
-    mask = np.asarray(_segmenter().process(image).segmentation_mask, dtype=np.float32)
+    mask = segment(image)
     if config.keep_main_blob:
         mask = _main_blob(mask, face_point)
     mask = _refine(image, mask, config)
@@ -62,7 +59,7 @@ def person_alpha(
     alpha = alpha * alpha * (3.0 - 2.0 * alpha)  # smoothstep
     if valid is not None:
         alpha = alpha * valid
-    return alpha.astype(np.float32)
+    return np.asarray(alpha, dtype=np.float32)
 
 
 def _main_blob(mask: Alpha, face_point: tuple[float, float]) -> Alpha:
@@ -84,17 +81,37 @@ def _main_blob(mask: Alpha, face_point: tuple[float, float]) -> Alpha:
 
 
 def _refine(image: RGBImage, mask: Alpha, config: MatteConfig) -> Alpha:
-    """Snap the coarse mask to the image's edges (guided filter, or a bilateral fallback)."""
+    """Snap the coarse mask to the image's edges with a colour guided filter."""
     h, w = mask.shape
     radius = max(2, round(config.radius * float(np.hypot(h, w))))
-    ximgproc = getattr(cv2, "ximgproc", None)
-    if ximgproc is not None:
-        guide = image.astype(np.float32) / 255.0
-        out = ximgproc.guidedFilter(guide, mask, radius, config.eps)
-    else:  # pragma: no cover - opencv without contrib modules
-        out = cv2.bilateralFilter(mask, 2 * radius + 1, 0.1, radius)
-        out = cv2.GaussianBlur(out, (0, 0), radius / 3)
+    out = guided_filter(image.astype(np.float32) / 255.0, mask, radius, config.eps)
     return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
+
+
+def guided_filter(guide: npt.NDArray[np.float32], src: Alpha, radius: int, eps: float) -> Alpha:
+    """He et al.'s guided filter with an RGB guide: ``src`` smoothed, following ``guide``'s edges.
+
+    Per window, ``src ~ a . guide + b`` by ridge regression (``eps``); the output averages
+    the windows' fits. Box filters make it O(pixels) whatever the radius.
+    """
+    size = (2 * radius + 1, 2 * radius + 1)
+
+    def box(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        return np.asarray(cv2.boxFilter(x, -1, size, borderType=cv2.BORDER_REFLECT))
+
+    mean_i = box(guide)
+    mean_p = box(src)
+    cov_ip = box(guide * src[..., None]) - mean_i * mean_p[..., None]
+    # Covariance of the guide's channels (symmetric 3x3 per pixel), regularised.
+    var = np.empty((*guide.shape[:2], 3, 3), dtype=np.float32)
+    for i in range(3):
+        for j in range(i, 3):
+            c = box(guide[..., i] * guide[..., j]) - mean_i[..., i] * mean_i[..., j]
+            var[..., i, j] = var[..., j, i] = c
+    var += eps * np.eye(3, dtype=np.float32)
+    a = np.asarray(np.linalg.solve(var, cov_ip[..., None])[..., 0], dtype=np.float32)
+    b = mean_p - (a * mean_i).sum(axis=2)
+    return np.asarray((box(a) * guide).sum(axis=2) + box(b), dtype=np.float32)
 
 
 def foreground_colors(image: RGBImage, alpha: Alpha) -> RGBImage:

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from PIL import Image
 
 pytest.importorskip("ai_edge_litert")
-cv2 = pytest.importorskip("cv2")
 skdata = pytest.importorskip("skimage.data")
 
 from idphoto_async.engine._detector import (  # noqa: E402
@@ -93,7 +93,7 @@ def test_detection_moves_with_the_face_in_a_padded_image(
 ) -> None:
     """A face detected in a square image is found at the same place after padding."""
     (plain,) = detect(astronaut, spec)
-    wide = cv2.copyMakeBorder(astronaut, top, 0, left, 0, cv2.BORDER_CONSTANT, value=(40,) * 3)
+    wide = np.pad(astronaut, ((top, 0), (left, 0), (0, 0)), constant_values=40)
     moved = max(detect(wide, spec), key=lambda d: d.score)
     tol = 0.08 * plain.side
     assert moved.box[0] - left == pytest.approx(plain.box[0], abs=tol)
@@ -126,9 +126,11 @@ def _eye_tilt(image: Array) -> float:
 
 @pytest.mark.parametrize("angle", [-20.0, 12.0, 25.0])
 def test_landmarks_follow_a_rotated_face(astronaut: Array, angle: float) -> None:
-    rotation = cv2.getRotationMatrix2D((256.0, 256.0), angle, 1.0)
-    image = cv2.warpAffine(astronaut, rotation, (512, 512), borderMode=cv2.BORDER_REFLECT)
-    # cv2 turns anticlockwise on screen, which raises the image's right side.
+    turned = Image.fromarray(astronaut).rotate(
+        angle, Image.Resampling.BICUBIC, fillcolor=(128,) * 3
+    )
+    image = np.asarray(turned, dtype=np.uint8)
+    # Pillow turns anticlockwise on screen, which raises the image's right side.
     assert _eye_tilt(image) - _eye_tilt(astronaut) == pytest.approx(-angle, abs=2.0)
 
 

@@ -18,8 +18,8 @@ __all__ = [
 ]
 
 
-_LOCAL_MODULES = ("ai_edge_litert", "cv2", "numpy")
-"""What the ``local`` extra installs: the LiteRT runtime, OpenCV and numpy."""
+_LOCAL_MODULES = ("ai_edge_litert", "numpy")
+"""What the ``local`` extra installs: the LiteRT runtime and numpy."""
 
 
 def local_engine_available() -> bool:

@@ -14,11 +14,11 @@ from functools import cache
 from typing import Any
 
 import attrs
-import cv2
 import numpy as np
 import numpy.typing as npt
 
 from ._decode import RGBImage
+from ._imaging import resize
 from ._runtime import model
 
 Floats = npt.NDArray[np.float64]
@@ -86,8 +86,7 @@ def letterbox(image: RGBImage, side: int) -> tuple[npt.NDArray[np.float32], floa
     h, w = image.shape[:2]
     scale = side / max(h, w)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    small = cv2.resize(image, (nw, nh), interpolation=interp)
+    small = resize(image, (nw, nh))
     px, py = (side - nw) // 2, (side - nh) // 2
     tensor = np.full((side, side, 3), -1.0, dtype=np.float32)
     tensor[py : py + nh, px : px + nw] = small.astype(np.float32) / 127.5 - 1.0
@@ -162,12 +161,19 @@ def detect_all(
     min_score: float = 0.5,
     specs: Sequence[DetectorSpec] = (SHORT_RANGE, FULL_RANGE),
 ) -> list[Detection]:
-    """Faces from both detectors (close faces and small faces in wide shots), each once."""
+    """Faces from both detectors (close faces and small faces in wide shots), each once.
+
+    A face both find keeps the more confident detection (the short-range model is coarse
+    on faces that are small in the image, the full-range one on faces that fill it).
+    """
     found: list[Detection] = []
     for spec in specs:
         for det in detect(image, spec, min_score):
-            if all(box_iou(det.box, other.box) < 0.3 for other in found):
+            same = [i for i, other in enumerate(found) if box_iou(det.box, other.box) >= 0.3]
+            if not same:
                 found.append(det)
+            elif all(det.score > found[i].score for i in same):
+                found = [d for i, d in enumerate(found) if i not in same] + [det]
     return found
 
 

@@ -1,4 +1,10 @@
-"""Find the main face: BlazeFace detection, then face-mesh landmarks around it."""
+"""Find the one subject: BlazeFace detection, the refusals, then face-mesh landmarks.
+
+An ID photo holds one whole face. The image is refused (state -14) when no face is found,
+when another face is of comparable size (the subject is ambiguous), or when the subject's
+face is cut by the image edge. Much smaller faces (a crowd behind) are kept as ``others``
+so the cut-out can leave them out.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +16,25 @@ from ._base import EngineError
 from ._decode import RGBImage
 from ._detector import detect_all
 from ._framing import FaceKeypoints
-from ._landmarks import CHIN, FOREHEAD, LEFT_EYE, RIGHT_EYE, landmarks
+from ._landmarks import CHIN, FACE_OVAL, FOREHEAD, LEFT_EYE, RIGHT_EYE, landmarks
 
 NO_FACE = -14
 NO_FACE_MESSAGE = (
     "no face found: the input image content does not meet the requirements "
     "(a clearly visible, roughly frontal face is needed)"
 )
+CUT_FACE_MESSAGE = (
+    "the face is cut by the image edge: the input image content does not meet the "
+    "requirements (use a photo that shows the whole head)"
+)
 
 Points = npt.NDArray[np.float64]
 Box = tuple[float, float, float, float]
+
+
+def _share(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{attribute.name} must be within (0, 1), got {value}")
 
 
 @attrs.frozen
@@ -27,6 +42,10 @@ class FaceConfig:
     """Face-finding knobs."""
 
     min_confidence: float = 0.5
+    similar_size: float = attrs.field(default=0.6, validator=_share)
+    """Another face at least this share of the subject's size makes the photo ambiguous."""
+    max_cut: float = attrs.field(default=0.06, validator=_share)
+    """How far (share of the face's size) the face outline may pass the image edge."""
 
 
 @attrs.frozen
@@ -37,22 +56,34 @@ class Face:
     box: Box
     """Detection box (x, y, width, height)."""
     faces_found: int
-    from_mesh: bool
-    """False when the mesh failed and the keypoints come from the detector's six points."""
+    others: tuple[Box, ...] = ()
+    """The boxes of the other (much smaller) faces."""
 
 
 def find_face(image: RGBImage, config: FaceConfig = FaceConfig()) -> Face:
-    """The largest, most central face in ``image``; ``EngineError(-14)`` if there is none."""
-    found = detect_all(image, config.min_confidence)
-    if not found:
-        raise EngineError(NO_FACE, NO_FACE_MESSAGE)
+    """The subject's face in ``image``, or ``EngineError(-14)`` saying why there is none.
+
+    Every detection is confirmed by the face-mesh model's own face-presence score, so a
+    detector false positive (a patterned shirt) neither becomes the subject nor a rival.
+    """
     height, width = image.shape[:2]
-    main = max(found, key=lambda d: _prominence(d.box, width, height))
-    points = landmarks(image, main)
-    keypoints = (
-        _keypoints(points) if points is not None else _keypoints_from_detection(main.keypoints)
-    )
-    return Face(keypoints, main.box, len(found), points is not None)
+    found = detect_all(image, config.min_confidence)
+    found.sort(key=lambda d: _prominence(d.box, width, height), reverse=True)
+    faces = [(d, pts) for d in found if (pts := landmarks(image, d)) is not None]
+    if not faces:
+        raise EngineError(NO_FACE, NO_FACE_MESSAGE)
+    (main, points), others = faces[0], faces[1:]
+    rivals = [d for d, _ in others if d.side >= config.similar_size * main.side]
+    if rivals:
+        raise EngineError(
+            NO_FACE,
+            f"{len(rivals) + 1} faces of similar size: the input image content does not "
+            "meet the requirements (crop to one person)",
+        )
+    if _cut_share(points[list(FACE_OVAL)], width, height) > config.max_cut:
+        raise EngineError(NO_FACE, CUT_FACE_MESSAGE)
+    boxes = tuple(d.box for d, _ in others)
+    return Face(_keypoints(points), main.box, len(faces), boxes)
 
 
 def _prominence(box: Box, width: int, height: int) -> float:
@@ -64,25 +95,25 @@ def _prominence(box: Box, width: int, height: int) -> float:
     return float(w * h * (1.0 - 0.75 * off_centre))
 
 
+def _cut_share(outline: Points, width: int, height: int) -> float:
+    """How far the outline passes the image edge, as a share of the outline's size."""
+    size = float(max(np.ptp(outline[:, 0]), np.ptp(outline[:, 1]), 1.0))
+    past = max(
+        float(-outline[:, 0].min()),
+        float(outline[:, 0].max() - (width - 1)),
+        float(-outline[:, 1].min()),
+        float(outline[:, 1].max() - (height - 1)),
+        0.0,
+    )
+    return past / size
+
+
 def _keypoints(pts: Points) -> FaceKeypoints:
     return FaceKeypoints(
         right_eye=_point(pts[list(RIGHT_EYE)].mean(axis=0)),
         left_eye=_point(pts[list(LEFT_EYE)].mean(axis=0)),
         chin=_point(pts[CHIN]),
         forehead=_point(pts[FOREHEAD]),
-    )
-
-
-def _keypoints_from_detection(six: Points) -> FaceKeypoints:
-    """Approximate chin and forehead from the detector's eyes and mouth (mesh fallback)."""
-    right_eye, left_eye, mouth = six[0], six[1], six[3]
-    eyes = (right_eye + left_eye) / 2
-    down = mouth - eyes
-    return FaceKeypoints(
-        right_eye=_point(right_eye),
-        left_eye=_point(left_eye),
-        chin=_point(mouth + 0.58 * down),
-        forehead=_point(eyes - 0.68 * down),
     )
 
 

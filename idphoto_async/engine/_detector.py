@@ -9,7 +9,6 @@ mouth, right ear, left ear) come back in source-image pixels.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -37,6 +36,8 @@ class DetectorSpec:
 
 SHORT_RANGE = DetectorSpec("face_detection_short", 128, (8, 16, 16, 16), 2)
 FULL_RANGE = DetectorSpec("face_detection_full", 192, (4,), 1)
+CLOSE_FACE = 0.2
+"""A face this share of the image's longer side is one the short-range model sees well."""
 
 
 @attrs.frozen
@@ -156,24 +157,22 @@ def detect(image: RGBImage, spec: DetectorSpec, min_score: float = 0.5) -> list[
     return found
 
 
-def detect_all(
-    image: RGBImage,
-    min_score: float = 0.5,
-    specs: Sequence[DetectorSpec] = (SHORT_RANGE, FULL_RANGE),
-) -> list[Detection]:
+def detect_all(image: RGBImage, min_score: float = 0.5) -> list[Detection]:
     """Faces from both detectors (close faces and small faces in wide shots), each once.
 
-    A face both find keeps the more confident detection (the short-range model is coarse
-    on faces that are small in the image, the full-range one on faces that fill it).
+    The full-range model runs only when the short-range one finds no face at least
+    ``CLOSE_FACE`` of the image's longer side (it is coarse on faces smaller than that).
+    A face both find keeps the more confident detection.
     """
-    found: list[Detection] = []
-    for spec in specs:
-        for det in detect(image, spec, min_score):
-            same = [i for i, other in enumerate(found) if box_iou(det.box, other.box) >= 0.3]
-            if not same:
-                found.append(det)
-            elif all(det.score > found[i].score for i in same):
-                found = [d for i, d in enumerate(found) if i not in same] + [det]
+    found = detect(image, SHORT_RANGE, min_score)
+    if any(d.side >= CLOSE_FACE * max(image.shape[:2]) for d in found):
+        return found
+    for det in detect(image, FULL_RANGE, min_score):
+        same = [i for i, other in enumerate(found) if box_iou(det.box, other.box) >= 0.3]
+        if not same:
+            found.append(det)
+        elif all(det.score > found[i].score for i in same):
+            found = [d for i, d in enumerate(found) if i not in same] + [det]
     return found
 
 

@@ -32,10 +32,42 @@ def resize_gray(mask: Gray, size: tuple[int, int]) -> Gray:
     return np.asarray(out.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
 
 
+def shrink_by(x: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.float32]:
+    """Block means over ``k`` x ``k`` tiles (the edge rows/columns that do not fill one go)."""
+    h, w = x.shape[0] // k, x.shape[1] // k
+    tiles = x[: h * k, : w * k].reshape(h, k, w, k, *x.shape[2:])
+    return np.asarray(tiles.mean(axis=(1, 3)), dtype=np.float32)
+
+
+def grow_to(x: npt.NDArray[np.float32], k: int, shape: tuple[int, int]) -> npt.NDArray[np.float32]:
+    """Repeat each value over a ``k`` x ``k`` tile, padded by the edge to ``shape`` (H, W)."""
+    big = np.repeat(np.repeat(x, k, axis=0), k, axis=1)
+    pad = [(0, shape[0] - big.shape[0]), (0, shape[1] - big.shape[1])] + [(0, 0)] * (x.ndim - 2)
+    return np.asarray(np.pad(big, pad, mode="edge"), dtype=np.float32)
+
+
 def invert(matrix: Matrix) -> Matrix:
     """The inverse of a 2x3 affine map."""
     linear = np.linalg.inv(matrix[:, :2])
     return np.hstack([linear, (-linear @ matrix[:, 2]).reshape(2, 1)])
+
+
+def crop_to_view(image: RGB, matrix: Matrix, size: tuple[int, int]) -> tuple[RGB, Matrix]:
+    """The part of ``image`` that ``matrix`` maps into a ``size`` frame (2 px margin), and the
+    matrix for that crop; the whole image when all of it is in view."""
+    h, w = image.shape[:2]
+    inv = invert(matrix)
+    corners = np.array([[0, 0, 1], [size[0], 0, 1], [0, size[1], 1], [size[0], size[1], 1]])
+    pts = corners @ inv.T
+    x0 = int(np.clip(np.floor(pts[:, 0].min()) - 2, 0, w - 1))
+    y0 = int(np.clip(np.floor(pts[:, 1].min()) - 2, 0, h - 1))
+    x1 = int(np.clip(np.ceil(pts[:, 0].max()) + 3, x0 + 1, w))
+    y1 = int(np.clip(np.ceil(pts[:, 1].max()) + 3, y0 + 1, h))
+    if (x0, y0, x1, y1) == (0, 0, w, h):
+        return image, matrix
+    shifted = matrix.copy()
+    shifted[:, 2] += matrix[:, :2] @ np.array([x0, y0], dtype=np.float64)
+    return np.ascontiguousarray(image[y0:y1, x0:x1]), shifted
 
 
 def warp(image: RGB, matrix: Matrix, size: tuple[int, int]) -> tuple[RGB, Gray]:
@@ -46,9 +78,10 @@ def warp(image: RGB, matrix: Matrix, size: tuple[int, int]) -> tuple[RGB, Gray]:
     Large reductions are pre-shrunk (area average) and enlargements pre-grown (bicubic), so
     the final bilinear sampling works near 1:1.
     """
-    h, w = image.shape[:2]
+    source, matrix = crop_to_view(image, matrix.astype(np.float64), size)
+    h, w = source.shape[:2]
+    image = source
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
-    source, matrix = image, matrix.astype(np.float64)
     if scale < 0.8 or scale > 1.25:
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
         source = resize(image, (nw, nh))

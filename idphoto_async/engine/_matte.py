@@ -17,7 +17,16 @@ import numpy.typing as npt
 from PIL import Image
 
 from ._decode import RGBImage
-from ._imaging import blur, box_mean, component_at, dilate, resize, resize_gray
+from ._imaging import (
+    blur,
+    box_mean,
+    component_at,
+    dilate,
+    grow_to,
+    resize,
+    resize_gray,
+    shrink_by,
+)
 from ._runtime import model
 
 Alpha = npt.NDArray[np.float32]
@@ -160,10 +169,9 @@ def guided_filter(image: RGBImage, src: Alpha, radius: int, eps: float) -> Alpha
     a half-size copy (their coefficients are smooth) and applied at full size. Box filters
     make it O(pixels) whatever the radius.
     """
-    h, w = src.shape
-    half = (max(1, w // 2), max(1, h // 2))
-    guide = resize(image, half).astype(np.float32) / 255.0
-    small = resize_gray(src, half)
+    full = image.astype(np.float32) / 255.0
+    guide = shrink_by(full, 2)
+    small = shrink_by(src, 2)
     r = max(1, radius // 2)
     mean_i = box_mean(guide, r)
     mean_p = box_mean(small, r)
@@ -176,23 +184,22 @@ def guided_filter(image: RGBImage, src: Alpha, radius: int, eps: float) -> Alpha
     var += eps * np.eye(3, dtype=np.float32)
     a = np.asarray(np.linalg.solve(var, cov_ip[..., None])[..., 0], dtype=np.float32)
     b = mean_p - (a * mean_i).sum(axis=2)
-    mean_a = np.dstack([resize_gray(box_mean(a[..., c], r), (w, h)) for c in range(3)])
-    mean_b = resize_gray(box_mean(b, r), (w, h))
-    full = image.astype(np.float32) / 255.0
-    return np.asarray((mean_a * full).sum(axis=2) + mean_b, dtype=np.float32)
+    ab = np.dstack([box_mean(a, r), box_mean(b, r)])
+    ab = grow_to(ab, 2, src.shape[:2])
+    return np.asarray((ab[..., :3] * full).sum(axis=2) + ab[..., 3], dtype=np.float32)
 
 
 def _local_mean(img: Floats, weight: Floats, radius: int) -> tuple[Floats, Floats]:
     """Weighted local mean colour of ``img`` and the local weight mass (smooth: at 1/4 size)."""
-    h, w = weight.shape
-    quarter = (max(1, w // 4), max(1, h // 4))
+    h, w = weight.shape[:2]
     r = max(1, radius // 4)
-    small_w = resize_gray(weight, quarter)
-    num = np.dstack([blur(resize_gray(img[..., c] * weight, quarter), r) for c in range(3)])
-    den = blur(small_w, r)
-    mean = np.asarray(num / np.maximum(den, 1e-4)[..., None], dtype=np.float32)
-    full = np.dstack([resize_gray(mean[..., c], (w, h)) for c in range(3)])
-    return np.asarray(full, np.float32), resize_gray(den, (w, h))
+    packed = blur(shrink_by(np.dstack([img * weight[..., None], weight]), 4), r)
+    mean = packed[..., :3] / np.maximum(packed[..., 3:], 1e-4)
+    colour = Image.fromarray(np.clip(mean + 0.5, 0, 255).astype(np.uint8), "RGB")
+    mass = Image.fromarray(np.clip(packed[..., 3] * 255 + 0.5, 0, 255).astype(np.uint8), "L")
+    bilinear = Image.Resampling.BILINEAR
+    full = np.asarray(colour.resize((w, h), bilinear), dtype=np.float32)
+    return full, np.asarray(mass.resize((w, h), bilinear), dtype=np.float32) / 255.0
 
 
 def decontaminate(image: RGBImage, alpha: Alpha) -> tuple[RGBImage, Alpha]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import subprocess
 import sys
@@ -158,5 +157,4 @@ def test_the_engine_does_not_need_mediapipe() -> None:
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mediapipe', 'jax')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
-    assert importlib.util.find_spec("mediapipe") is None
+    assert out.stdout.strip() == "[]"  # nothing of mediapipe (or jax) is imported

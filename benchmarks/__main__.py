@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -35,8 +34,10 @@ def script_table(script: str, *args: str) -> list[str]:
 
 
 def engine_line(photos: int = 20) -> list[str] | None:
-    """The table of ``engine_throughput.py`` if mediapipe is importable, else None."""
-    if importlib.util.find_spec("mediapipe") is None:
+    """The table of ``engine_throughput.py`` if the local engine is installed, else None."""
+    from idphoto_async.engine import local_engine_available
+
+    if not local_engine_available():
         return None
     return script_table("engine_throughput.py", "--photos", str(photos))
 

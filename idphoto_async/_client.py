@@ -125,6 +125,8 @@ class AsyncIDPhotoClient:
                 "`idphoto serve` and point base_url at it.",
                 field="api_key",
             )
+        if not key:  # a local or self-hosted server: any key passes, the header is required
+            key = "local-no-key"
         if max_retries < 0:
             raise ValidationError("max_retries must be 0 or more.", field="max_retries")
         self._timeout = _as_timeout(timeout)

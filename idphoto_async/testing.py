@@ -7,11 +7,14 @@
 
 The server runs with uvicorn on a free loopback port, in a background thread with its own
 event loop, so it serves callers on any event loop (or none). Testing defaults differ from
-the real service in two ways only: ``processing_time="0"`` and ``engine="basic"``.
+the real service in two ways only: ``processing_time="0"`` and ``engine="basic"``, except
+that `local_server` runs the ``local`` engine (real ID photos) when its extra is installed
+and logs which engine runs (also in ``GET /_local/stats``).
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
 import sys
@@ -28,7 +31,7 @@ import attrs
 import httpx
 import uvicorn
 
-from .engine import Engine
+from .engine import Engine, default_engine_name
 from .server import ServerConfig, create_app
 from .server._app import server_state
 from .server._state import ServerState
@@ -37,6 +40,11 @@ __all__ = ["TESTING_DEFAULTS", "LocalServer", "LocalServerProcess", "local_serve
 
 TESTING_DEFAULTS: dict[str, Any] = {"processing_time": "0", "engine": "basic"}
 """What `LocalServer` changes from `ServerConfig`'s defaults (no config given)."""
+
+_ADMIN_KEY = "local-admin"
+"""The key `LocalServerProcess` sends to /_local/* when the server accepts any key."""
+
+log = logging.getLogger(__name__)
 
 
 class LocalServer:
@@ -173,7 +181,13 @@ class LocalServer:
 def local_server(
     config: ServerConfig | None = None, /, **config_kwargs: Any
 ) -> AbstractAsyncContextManager[str]:
-    """``async with local_server(**knobs) as base_url:`` runs a `LocalServer`."""
+    """``async with local_server(**knobs) as base_url:`` runs a `LocalServer`.
+
+    Without a config or an ``engine`` knob it runs the ``local`` engine when the ``local``
+    extra is installed (real ID photos: an input needs a face), else ``basic``.
+    """
+    if config is None and "engine" not in config_kwargs:
+        config_kwargs = {"engine": default_engine_name(), **config_kwargs}
     return _local_server(config, config_kwargs)
 
 
@@ -182,6 +196,8 @@ async def _local_server(
     config: ServerConfig | None, config_kwargs: dict[str, Any]
 ) -> AsyncIterator[str]:
     async with LocalServer(config, **config_kwargs) as server:
+        engine = server.stats()["engine"]
+        log.info("local server at %s runs the %s engine", server.base_url, engine)
         yield server.base_url
 
 
@@ -223,6 +239,8 @@ class LocalServerProcess:
         ServerConfig(**{**TESTING_DEFAULTS, **config})  # reject bad knobs here, clearly
         self._flags = _config_flags({**TESTING_DEFAULTS, **config})
         self._startup_timeout = startup_timeout
+        keys = config.get("api_keys") or (_ADMIN_KEY,)
+        self._admin_headers = {"X-API-KEY": str(next(iter(keys)))}
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._port = 0
@@ -292,7 +310,8 @@ class LocalServerProcess:
 
     def _admin(self, method: str, path: str, **kwargs: Any) -> Any:
         with httpx.Client(trust_env=False, timeout=10.0) as http:
-            response = http.request(method, f"{self.base_url}/_local/{path}", **kwargs)
+            url = f"{self.base_url}/_local/{path}"
+            response = http.request(method, url, headers=self._admin_headers, **kwargs)
             response.raise_for_status()
             return response.json()["data"]
 

@@ -1,6 +1,7 @@
 """Make the sample portraits from scikit-image's astronaut (NASA, public domain).
 
-Run from the repository root: ``python samples/make_samples.py``. Deterministic.
+Run from the repository root: ``python samples/make_samples.py``. Deterministic. It needs
+OpenCV (``pip install opencv-python-headless``), which the package itself no longer uses.
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ def image_bytes(size: tuple[int, int] = (160, 120), fmt: str = "PNG", color: str
 
 
 PNG = image_bytes()
+KEY_HEADERS = {"X-API-KEY": "any-test-key"}
+"""The local server accepts any key by default, but every API request needs one."""
 
 
 async def create(

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from _server_support import PNG, create, image_bytes, query, wait_done
+from _server_support import KEY_HEADERS, PNG, create, image_bytes, query, wait_done
 from PIL import Image
 
 from idphoto_async._constants import API_PATH
@@ -26,7 +26,7 @@ def server() -> Iterator[LocalServer]:
 
 @pytest.fixture
 async def client(server: LocalServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=20) as c:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=20, headers=KEY_HEADERS) as c:
         yield c
 
 
@@ -195,7 +195,7 @@ async def test_default_size_is_the_original(client: httpx.AsyncClient) -> None:
 
 async def test_result_url_spelling_follows_the_request(server: LocalServer) -> None:
     base = server.base_url.replace("127.0.0.1", "localhost")
-    async with httpx.AsyncClient(base_url=base) as c:
+    async with httpx.AsyncClient(base_url=base, headers=KEY_HEADERS) as c:
         data = (await create(c, sync="1")).json()["data"]
         assert data["image"].startswith(base + "/results/")
         assert (await c.get(data["image"])).status_code == 200

@@ -8,6 +8,7 @@ import anyio
 import httpx
 import pytest
 from _server_support import (
+    KEY_HEADERS,
     PNG,
     BlockingEngine,
     FailingEngine,
@@ -32,7 +33,7 @@ def server() -> Iterator[LocalServer]:
 
 @pytest.fixture
 async def client(server: LocalServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=20) as c:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=20, headers=KEY_HEADERS) as c:
         yield c
 
 
@@ -112,7 +113,7 @@ async def test_streamed_body_over_the_limit_is_413(client: httpx.AsyncClient) ->
 async def test_engine_crash_is_minus_1() -> None:
     async with (
         LocalServer(engine=FailingEngine(None), qps=None) as srv,
-        httpx.AsyncClient(base_url=srv.base_url) as c,
+        httpx.AsyncClient(base_url=srv.base_url, headers=KEY_HEADERS) as c,
     ):
         data = (await create(c, sync="1")).json()["data"]
         assert data["state"] == -1
@@ -121,7 +122,7 @@ async def test_engine_crash_is_minus_1() -> None:
 async def test_engine_without_face_is_minus_14() -> None:
     async with (
         LocalServer(engine=FailingEngine(-14), qps=None) as srv,
-        httpx.AsyncClient(base_url=srv.base_url) as c,
+        httpx.AsyncClient(base_url=srv.base_url, headers=KEY_HEADERS) as c,
     ):
         response = await create(c, sync="1")
         assert response.json()["data"]["state"] == -14
@@ -134,7 +135,7 @@ async def test_queued_then_processing_then_done() -> None:
     engine = BlockingEngine()
     async with (
         LocalServer(engine=engine, workers=1, qps=None, processing_time="fixed:0.3") as srv,
-        httpx.AsyncClient(base_url=srv.base_url) as c,
+        httpx.AsyncClient(base_url=srv.base_url, headers=KEY_HEADERS) as c,
     ):
         first = (await create(c)).json()["data"]["task_id"]
         await wait_until(engine.entered.is_set)
@@ -161,7 +162,7 @@ async def test_queued_then_processing_then_done() -> None:
 async def test_past_max_processing_is_minus_8() -> None:
     async with (
         LocalServer(qps=None, processing_time="fixed:5", max_processing=0.2) as srv,
-        httpx.AsyncClient(base_url=srv.base_url) as c,
+        httpx.AsyncClient(base_url=srv.base_url, headers=KEY_HEADERS) as c,
     ):
         data = (await create(c, sync="1")).json()["data"]
         assert data["state"] == -8
@@ -170,7 +171,7 @@ async def test_past_max_processing_is_minus_8() -> None:
 async def test_advancing_the_clock_times_a_task_out() -> None:
     async with (
         LocalServer(qps=None, processing_time="fixed:0.3") as srv,
-        httpx.AsyncClient(base_url=srv.base_url) as c,
+        httpx.AsyncClient(base_url=srv.base_url, headers=KEY_HEADERS) as c,
     ):
         task_id = (await create(c)).json()["data"]["task_id"]
         while (await query(c, task_id)).json()["data"]["state"] < 2:  # noqa: ASYNC110
@@ -180,7 +181,10 @@ async def test_advancing_the_clock_times_a_task_out() -> None:
 
 
 async def test_results_and_tasks_expire_after_the_ttl() -> None:
-    async with LocalServer(qps=None) as srv, httpx.AsyncClient(base_url=srv.base_url) as c:
+    async with (
+        LocalServer(qps=None) as srv,
+        httpx.AsyncClient(base_url=srv.base_url, headers=KEY_HEADERS) as c,
+    ):
         data = (await create(c, sync="1")).json()["data"]
         srv.advance(3590)
         assert (await c.get(data["image"])).status_code == 200
@@ -197,7 +201,7 @@ async def test_results_and_tasks_expire_after_the_ttl() -> None:
 async def test_custom_result_ttl() -> None:
     async with (
         LocalServer(qps=None, result_ttl=10) as srv,
-        httpx.AsyncClient(base_url=srv.base_url) as c,
+        httpx.AsyncClient(base_url=srv.base_url, headers=KEY_HEADERS) as c,
     ):
         data = (await create(c, sync="1")).json()["data"]
         srv.advance(10)
@@ -213,7 +217,7 @@ async def test_many_queued_tasks_do_not_block_the_server() -> None:
     engine = BlockingEngine()
     async with (
         LocalServer(engine=engine, workers=1, qps=None) as srv,
-        httpx.AsyncClient(base_url=srv.base_url) as c,
+        httpx.AsyncClient(base_url=srv.base_url, headers=KEY_HEADERS) as c,
     ):
         ids = [(await create(c)).json()["data"]["task_id"] for _ in range(300)]
         with anyio.fail_after(1):

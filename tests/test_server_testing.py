@@ -12,7 +12,7 @@ import time
 import httpx
 import psutil
 import pytest
-from _server_support import create
+from _server_support import KEY_HEADERS, create
 
 from idphoto_async.server import ServerConfig, create_app
 from idphoto_async.server._cli import config_from_args, configure_parser
@@ -38,14 +38,17 @@ def test_sync_context_manager_and_clean_shutdown() -> None:
 
 
 async def test_local_server_yields_a_base_url() -> None:
-    async with local_server(qps=None) as base_url, httpx.AsyncClient(base_url=base_url) as c:
+    async with (
+        local_server(qps=None, engine="basic") as base_url,
+        httpx.AsyncClient(base_url=base_url, headers=KEY_HEADERS) as c,
+    ):
         assert (await create(c, sync="1")).json()["data"]["state"] == 1
     assert not _server_threads()
 
 
 async def test_async_context_manager_stats_advance_reset() -> None:
     async with LocalServer(ServerConfig(qps=None, processing_time="0", engine="basic")) as srv:
-        async with httpx.AsyncClient(base_url=srv.base_url) as c:
+        async with httpx.AsyncClient(base_url=srv.base_url, headers=KEY_HEADERS) as c:
             await create(c, sync="1")
         assert srv.stats()["creates"] == 1
         assert srv.advance(10) == 10
@@ -160,7 +163,10 @@ def test_local_server_process_speaks_the_api_with_knobs() -> None:
 def test_local_server_process_without_a_rate_limit() -> None:
     from idphoto_async.testing import LocalServerProcess
 
-    with LocalServerProcess(qps=None) as srv, httpx.Client(base_url=srv.base_url) as http:
+    with (
+        LocalServerProcess(qps=None) as srv,
+        httpx.Client(base_url=srv.base_url, headers=KEY_HEADERS) as http,
+    ):
         codes = {http.get("/api/tasks/visual/idphoto/nope").status_code for _ in range(6)}
         assert codes == {404}  # never 429, however fast
         assert srv.stats()["rate_limited"] == 0

@@ -14,12 +14,22 @@ __all__ = [
     "OutputFormat",
     "default_engine_name",
     "get_engine",
+    "local_engine_available",
 ]
 
 
+_LOCAL_MODULES = ("ai_edge_litert", "numpy")
+"""What the ``local`` extra installs: the LiteRT runtime and numpy."""
+
+
+def local_engine_available() -> bool:
+    """True when the ``local`` extra is installed (its models ship inside this package)."""
+    return all(importlib.util.find_spec(module) is not None for module in _LOCAL_MODULES)
+
+
 def default_engine_name() -> str:
-    """``local`` when its extra (mediapipe) is installed, else ``basic``."""
-    return "local" if importlib.util.find_spec("mediapipe") is not None else "basic"
+    """``local`` when its extra is installed, else ``basic``."""
+    return "local" if local_engine_available() else "basic"
 
 
 def get_engine(name: str | None = None) -> Engine:
@@ -30,7 +40,7 @@ def get_engine(name: str | None = None) -> Engine:
 
         return BasicEngine()
     if name == "local":
-        if importlib.util.find_spec("mediapipe") is None:
+        if not local_engine_available():
             raise RuntimeError(
                 "The local engine needs its extra: pip install 'idphoto-async[local]' "
                 "(or use --engine basic, which does not detect faces)."

@@ -7,7 +7,6 @@ import logging
 import re
 
 import attrs
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -15,7 +14,8 @@ from ._base import EngineError, EngineRequest, EngineResult, OutputFormat
 from ._decode import RGBImage, decode_image
 from ._face import Face, FaceConfig, find_face
 from ._framing import Framing, FramingConfig, frame
-from ._matte import Alpha, MatteConfig, composite, person_alpha
+from ._imaging import warp
+from ._matte import Alpha, MatteConfig, Subject, composite, person_alpha
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class LocalConfig:
 
 
 class LocalEngine:
-    """Real ID photos offline: mediapipe models shipped inside the installed wheel.
+    """Real ID photos offline: TensorFlow Lite models shipped in this package, run on LiteRT.
 
     ``process`` is synchronous and thread-safe (each thread keeps its own models);
     run it off the event loop.
@@ -51,10 +51,11 @@ class LocalEngine:
         image = decode_image(request.image)
         try:
             face = find_face(image, self.config.face)
-            size = request.size or (image.shape[1], image.shape[0])
-            framing = frame(face.keypoints, size, self.config.framing)
+            source_size = (image.shape[1], image.shape[0])
+            size = request.size or source_size
+            framing = frame(face.keypoints, size, self.config.framing, source_size)
             photo, valid = render(image, framing)
-            alpha = person_alpha(photo, _body_point(face, framing), valid, self.config.matte)
+            alpha = person_alpha(photo, _subject(face, framing), valid, self.config.matte)
             data = encode(composite(photo, alpha, background), request.format, self.config)
         except EngineError:
             raise
@@ -78,24 +79,29 @@ def parse_color(value: str | None) -> tuple[int, int, int]:
 def render(image: RGBImage, framing: Framing) -> tuple[RGBImage, Alpha]:
     """Warp ``image`` into the output frame; also return where real source pixels landed.
 
-    Big reductions are done first with area averaging (no aliasing); outside the source the
-    pixels repeat the edge (good for segmentation) and ``valid`` is 0 there.
+    Where the source ends above the frame's bottom (a short source, or the slanted edge a
+    roll correction leaves), each column's lowest real row is carried down to the bottom,
+    so the body reaches the edge instead of stopping at a straight or slanted line.
     """
-    matrix = framing.matrix.copy()
-    source = image
-    if framing.scale < 0.9:
-        h, w = image.shape[:2]
-        nw, nh = max(1, round(w * framing.scale)), max(1, round(h * framing.scale))
-        source = np.asarray(cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA), np.uint8)
-        matrix[:, 0] *= w / nw
-        matrix[:, 1] *= h / nh
-    flags = cv2.INTER_CUBIC if framing.scale > 1.1 else cv2.INTER_LINEAR
-    photo = cv2.warpAffine(
-        source, matrix, framing.size, flags=flags, borderMode=cv2.BORDER_REPLICATE
-    )
-    ones = np.ones(source.shape[:2], dtype=np.float64)
-    valid = cv2.warpAffine(ones, matrix, framing.size, flags=cv2.INTER_LINEAR, borderValue=(0.0,))
-    return np.asarray(photo, dtype=np.uint8), np.asarray(valid, dtype=np.float32)
+    photo, valid = warp(image, framing.matrix, framing.size)
+    return extend_down(photo, valid)
+
+
+def extend_down(photo: RGBImage, valid: Alpha) -> tuple[RGBImage, Alpha]:
+    """Repeat each column's lowest fully-real pixel below it; those pixels become valid."""
+    h = valid.shape[0]
+    real = valid >= 0.999
+    if real[-1].all() or not real.any():
+        return photo, valid
+    rows = np.arange(h)[:, None]
+    lowest = np.where(real.any(axis=0), h - 1 - np.argmax(real[::-1], axis=0), -1)
+    below = (rows > lowest[None, :]) & (lowest[None, :] >= 0)
+    if not below.any():
+        return photo, valid
+    source_row = np.where(below, lowest[None, :], rows)
+    cols = np.broadcast_to(np.arange(photo.shape[1])[None, :], source_row.shape)
+    extended = photo[source_row, cols]
+    return np.ascontiguousarray(extended), np.where(below, 1.0, valid).astype(np.float32)
 
 
 def encode(img: Image.Image, fmt: OutputFormat, config: LocalConfig) -> bytes:
@@ -108,18 +114,24 @@ def encode(img: Image.Image, fmt: OutputFormat, config: LocalConfig) -> bytes:
     return buf.getvalue()
 
 
-def _body_point(face: Face, framing: Framing) -> tuple[float, float]:
-    """A point surely on the person in the output: between the eyes and the chin."""
-    eye, chin = face.keypoints.eye_centre, face.keypoints.chin
-    return framing.apply(((eye[0] + chin[0]) / 2, (eye[1] + chin[1]) / 2))
+def _subject(face: Face, framing: Framing) -> Subject:
+    """The face's eyes, chin and the other faces' boxes, in output pixels."""
+    others = []
+    for x, y, w, h in face.others:
+        corners = [framing.apply(p) for p in ((x, y), (x + w, y), (x, y + h), (x + w, y + h))]
+        xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+        others.append((min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)))
+    return Subject(
+        framing.apply(face.keypoints.eye_centre), framing.apply(face.keypoints.chin), others
+    )
 
 
 def _note(face: Face, valid: Alpha) -> str:
     notes = []
     if face.faces_found > 1:
-        notes.append(f"{face.faces_found} faces found; used the largest, most central one")
-    if not face.from_mesh:
-        notes.append("face landmarks not found; framing from the face box (approximate)")
+        notes.append(
+            f"{face.faces_found} faces found; used the largest, the others are much smaller"
+        )
     if float(np.mean(valid < 0.5)) > 0.005:
         notes.append("the photo extends past the source image; the gap is background")
     return "; ".join(notes)

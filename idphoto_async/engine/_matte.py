@@ -1,20 +1,37 @@
-"""Cut the person out (selfie segmentation + edge refinement) and lay them on the background."""
+"""Cut the person out and lay them on the background.
+
+Selfie segmentation gives a coarse person mask over the framed photo. It is then limited to
+the subject: a silhouette prior built from the face (a head zone, shoulders widening below
+the chin) drops background clutter beside the head, other faces' heads are cleared, and
+only the region connected to the face is kept. A colour guided filter snaps the edge to the
+image, and the background's colour is taken out of the semi-transparent edge pixels.
+"""
 
 from __future__ import annotations
 
-import threading
-from typing import Any
+from collections.abc import Sequence
 
 import attrs
-import cv2
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
 from ._decode import RGBImage
+from ._imaging import (
+    blur,
+    box_mean,
+    component_at,
+    dilate,
+    grow_to,
+    resize,
+    resize_gray,
+    shrink_by,
+)
+from ._runtime import model
 
 Alpha = npt.NDArray[np.float32]
 """An (H, W) float32 matte in [0, 1]."""
+Floats = npt.NDArray[np.float32]
 
 
 @attrs.frozen
@@ -31,100 +48,195 @@ class MatteConfig:
     """Guided-filter regularisation (on a 0-1 intensity scale); smaller follows edges more."""
     keep_main_blob: bool = True
     """Drop person-like blobs not connected to the face (helmets, other people)."""
+    head_half_width: float = 1.6
+    """The head zone's half-width beside the face, in eye-to-chin lengths."""
+    shoulder_drop: float = 0.45
+    """Where the shoulders may start below the chin, in eye-to-chin lengths."""
+    shoulder_slope: float = 2.5
+    """How fast the allowed width grows below that (horizontal per vertical)."""
 
 
-_local = threading.local()
+@attrs.frozen
+class Subject:
+    """Where the subject is in the framed photo (output pixels, eyes level)."""
+
+    eye: tuple[float, float]
+    chin: tuple[float, float]
+    others: Sequence[tuple[float, float, float, float]] = ()
+    """Other faces' boxes (x, y, w, h), to clear."""
+
+    @property
+    def unit(self) -> float:
+        """Eye-to-chin length."""
+        return max(1.0, self.chin[1] - self.eye[1])
 
 
-def _segmenter() -> Any:
-    """This thread's selfie-segmentation solution (mediapipe objects are not thread-safe)."""
-    seg = getattr(_local, "segmenter", None)
-    if seg is None:
-        from mediapipe.python.solutions import selfie_segmentation
-
-        seg = _local.segmenter = selfie_segmentation.SelfieSegmentation(model_selection=0)
-    return seg
+def segment(image: RGBImage) -> Alpha:
+    """Person probability per pixel of ``image`` (selfie segmentation, 256 px, stretched)."""
+    net = model("selfie_segmentation")
+    h, w = image.shape[:2]
+    small = resize(image, net.input_size).astype(np.float32) / 255.0
+    (prob,) = net.run(small)
+    mask = resize_gray(prob[..., 0], (w, h))
+    return np.asarray(np.clip(mask, 0.0, 1.0), dtype=np.float32)
 
 
 def person_alpha(
     image: RGBImage,
-    face_point: tuple[float, float],
+    subject: Subject,
     valid: Alpha | None = None,
     config: MatteConfig = MatteConfig(),
 ) -> Alpha:
-    """The person's matte over ``image``; ``valid`` (1 where real pixels are) multiplies it."""
-    mask = np.asarray(_segmenter().process(image).segmentation_mask, dtype=np.float32)
+    """The subject's matte over ``image``; ``valid`` (1 where real pixels are) multiplies it."""
+    mask = segment(image) * silhouette_prior(image.shape[:2], subject, config)
+    mask = _clear_others(mask, subject)
     if config.keep_main_blob:
-        mask = _main_blob(mask, face_point)
+        mask = _main_blob(mask, subject)
     mask = _refine(image, mask, config)
     span = max(config.high - config.low, 1e-3)
     alpha = np.clip((mask - config.low) / span, 0.0, 1.0)
     alpha = alpha * alpha * (3.0 - 2.0 * alpha)  # smoothstep
     if valid is not None:
         alpha = alpha * valid
-    return alpha.astype(np.float32)
+    return np.asarray(alpha, dtype=np.float32)
 
 
-def _main_blob(mask: Alpha, face_point: tuple[float, float]) -> Alpha:
-    """Zero the parts of ``mask`` not connected to the face (kept soft at the edges)."""
-    solid = (mask >= 0.5).astype(np.uint8)
-    count, labels = cv2.connectedComponents(solid, connectivity=8)
-    if count <= 2:
+def silhouette_prior(shape: tuple[int, ...], subject: Subject, config: MatteConfig) -> Floats:
+    """1 where the subject's head and body can be, falling to 0 over a soft margin."""
+    h, w = shape[:2]
+    u = subject.unit
+    ex = subject.eye[0]
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    shoulders = subject.chin[1] + config.shoulder_drop * u
+    half = config.head_half_width * u + np.clip(ys - shoulders, 0, None) * config.shoulder_slope
+    margin = 0.25 * u
+    prior = np.clip((half + margin - np.abs(xs - ex)) / margin, 0.0, 1.0)
+    return np.asarray(prior, dtype=np.float32)
+
+
+def _clear_others(mask: Alpha, subject: Subject) -> Alpha:
+    """Zero the other faces' heads (a box 1.5x theirs), except over the subject's face."""
+    if not subject.others:
         return mask
     h, w = mask.shape
-    x = min(w - 1, max(0, round(face_point[0])))
-    y = min(h - 1, max(0, round(face_point[1])))
-    label = labels[y, x]
-    if label == 0:
+    keep = np.zeros((h, w), dtype=bool)
+    u = subject.unit
+    ex, ey = subject.eye
+    y0, y1 = max(0, round(ey - 1.4 * u)), min(h, round(subject.chin[1] + 0.2 * u))
+    x0, x1 = max(0, round(ex - 0.9 * u)), min(w, round(ex + 0.9 * u))
+    keep[y0:y1, x0:x1] = True
+    out = mask.copy()
+    for x, y, bw, bh in subject.others:
+        cx, cy = x + bw / 2, y + bh / 2
+        rx, ry = 0.75 * bw, 0.75 * bh
+        xa, xb = max(0, round(cx - rx)), min(w, round(cx + rx))
+        ya, yb = max(0, round(cy - ry * 1.2)), min(h, round(cy + ry))
+        if xa < xb and ya < yb:
+            region = out[ya:yb, xa:xb]
+            region[~keep[ya:yb, xa:xb]] = 0.0
+    return out
+
+
+def _main_blob(mask: Alpha, subject: Subject) -> Alpha:
+    """Zero the parts of ``mask`` not connected to the face (kept soft at the edges)."""
+    h, w = mask.shape
+    eye, chin = subject.eye, subject.chin
+    seed = (
+        min(w - 1, max(0, round((eye[0] + chin[0]) / 2))),
+        min(h - 1, max(0, round((eye[1] + chin[1]) / 2))),
+    )
+    solid = mask >= 0.5
+    region = component_at(solid, seed)
+    if not region.any():
         return mask
-    keep = (labels == label).astype(np.uint8)
-    grow = max(3, round(0.01 * (h + w)))
-    near = cv2.dilate(keep, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
+    near = dilate(region, max(2, round(0.005 * (h + w))))
     return np.asarray(mask * near, dtype=np.float32)
 
 
 def _refine(image: RGBImage, mask: Alpha, config: MatteConfig) -> Alpha:
-    """Snap the coarse mask to the image's edges (guided filter, or a bilateral fallback)."""
+    """Snap the coarse mask to the image's edges with a colour guided filter."""
     h, w = mask.shape
     radius = max(2, round(config.radius * float(np.hypot(h, w))))
-    ximgproc = getattr(cv2, "ximgproc", None)
-    if ximgproc is not None:
-        guide = image.astype(np.float32) / 255.0
-        out = ximgproc.guidedFilter(guide, mask, radius, config.eps)
-    else:  # pragma: no cover - opencv without contrib modules
-        out = cv2.bilateralFilter(mask, 2 * radius + 1, 0.1, radius)
-        out = cv2.GaussianBlur(out, (0, 0), radius / 3)
+    out = guided_filter(image, mask, radius, config.eps)
     return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
 
 
-def foreground_colors(image: RGBImage, alpha: Alpha) -> RGBImage:
-    """Remove the old background's colour from semi-transparent edge pixels.
+def guided_filter(image: RGBImage, src: Alpha, radius: int, eps: float) -> Alpha:
+    """He et al.'s fast guided filter with an RGB guide: ``src`` following ``image``'s edges.
 
-    Solves ``I = a F + (1 - a) B`` for F, with B the nearby clear-background colour
-    (a weighted blur of the pixels with alpha near 0).
+    Per window, ``src ~ a . guide + b`` by ridge regression (``eps``); the fits are made on
+    a half-size copy (their coefficients are smooth) and applied at full size. Box filters
+    make it O(pixels) whatever the radius.
     """
-    edge = (alpha > 0.02) & (alpha < 0.98)
+    full = image.astype(np.float32) / 255.0
+    guide = shrink_by(full, 2)
+    small = shrink_by(src, 2)
+    r = max(1, radius // 2)
+    mean_i = box_mean(guide, r)
+    mean_p = box_mean(small, r)
+    cov_ip = box_mean(guide * small[..., None], r) - mean_i * mean_p[..., None]
+    var = np.empty((*guide.shape[:2], 3, 3), dtype=np.float32)
+    for i in range(3):
+        for j in range(i, 3):
+            c = box_mean(guide[..., i] * guide[..., j], r) - mean_i[..., i] * mean_i[..., j]
+            var[..., i, j] = var[..., j, i] = c
+    var += eps * np.eye(3, dtype=np.float32)
+    a = np.asarray(np.linalg.solve(var, cov_ip[..., None])[..., 0], dtype=np.float32)
+    b = mean_p - (a * mean_i).sum(axis=2)
+    ab = np.dstack([box_mean(a, r), box_mean(b, r)])
+    ab = grow_to(ab, 2, src.shape[:2])
+    return np.asarray((ab[..., :3] * full).sum(axis=2) + ab[..., 3], dtype=np.float32)
+
+
+def _local_mean(img: Floats, weight: Floats, radius: int) -> tuple[Floats, Floats]:
+    """Weighted local mean colour of ``img`` and the local weight mass (smooth: at 1/4 size)."""
+    h, w = weight.shape[:2]
+    r = max(1, radius // 4)
+    packed = blur(shrink_by(np.dstack([img * weight[..., None], weight]), 4), r)
+    mean = packed[..., :3] / np.maximum(packed[..., 3:], 1e-4)
+    colour = Image.fromarray(np.clip(mean + 0.5, 0, 255).astype(np.uint8), "RGB")
+    mass = Image.fromarray(np.clip(packed[..., 3] * 255 + 0.5, 0, 255).astype(np.uint8), "L")
+    bilinear = Image.Resampling.BILINEAR
+    full = np.asarray(colour.resize((w, h), bilinear), dtype=np.float32)
+    return full, np.asarray(mass.resize((w, h), bilinear), dtype=np.float32) / 255.0
+
+
+def decontaminate(image: RGBImage, alpha: Alpha) -> tuple[RGBImage, Alpha]:
+    """Take the old background's colour out of the edge: colours and alpha.
+
+    Near the edge each pixel is read as a mix of the nearby person colour F and the nearby
+    clear-background colour B (local weighted means). Its share of F along the B-to-F line
+    caps its alpha (a pixel that looks like the background does not stay opaque), and the
+    colour is unmixed, ``F = (I - (1 - a) B) / a``, so no glow of B is left on any backdrop.
+    """
+    edge = (alpha > 0.01) & (alpha < 0.99)
     if not edge.any():
-        return image
+        return image, alpha
     h, w = alpha.shape
-    sigma = max(2.0, 0.01 * float(np.hypot(h, w)))
+    radius = max(8, round(0.025 * float(np.hypot(h, w))))
+    band = dilate(edge, 2)
     img = image.astype(np.float32)
-    weight = (alpha <= 0.02).astype(np.float32)
-    num = cv2.GaussianBlur(img * weight[..., None], (0, 0), sigma)
-    den = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
-    background = np.where(den > 1e-3, num / np.maximum(den, 1e-3), img)
-    a = np.maximum(alpha, 0.05)[..., None]
-    fg = np.clip((img - (1.0 - a) * background) / a, 0.0, 255.0)
-    out = np.where(edge[..., None], fg, img)
-    return np.asarray(np.round(out), dtype=np.uint8)
+    back, back_mass = _local_mean(img, (alpha <= 0.02).astype(np.float32), radius)
+    fore, fore_mass = _local_mean(img, (alpha >= 0.98).astype(np.float32), 2 * radius)
+    line = fore - back
+    length2 = (line * line).sum(axis=2)
+    share = ((img - back) * line).sum(axis=2) / np.maximum(length2, 1e-3)
+    distinct = (length2 > 30.0**2) & (back_mass > 0.02) & (fore_mass > 0.02) & band
+    capped = np.where(distinct, np.minimum(alpha, np.clip(share * 1.15, 0.0, 1.0)), alpha)
+    a = np.maximum(capped, 0.05)[..., None]
+    unmixed = np.clip((img - (1.0 - a) * back) / a, 0.0, 255.0)
+    use = (band & (back_mass > 0.02))[..., None]
+    colours = np.where(use, unmixed, img)
+    return np.asarray(np.round(colours), dtype=np.uint8), np.asarray(capped, dtype=np.float32)
 
 
 def composite(
     image: RGBImage, alpha: Alpha, background: tuple[int, int, int] | None
 ) -> Image.Image:
     """RGBA with ``alpha`` when ``background`` is None, else RGB laid on that colour."""
+    image, alpha = decontaminate(image, alpha)
     a = alpha[..., None]
-    image = foreground_colors(image, alpha)
     if background is None:
         rgb = np.where(a > 0, image, 0).astype(np.uint8)
         rgba = np.dstack([rgb, np.round(alpha * 255).astype(np.uint8)])

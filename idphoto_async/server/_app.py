@@ -40,19 +40,31 @@ def _state(request: Request) -> ServerState:
     return server_state(request.app)
 
 
-async def _admit(request: Request, endpoint: Literal["create", "query"]) -> Response | None:
-    """Auth, rate limit and request faults; returns a response that cuts the connection."""
+def _identity(request: Request) -> str:
+    """Who is calling: the label of a valid ``X-API-KEY``, else 401 (as the real service).
+
+    A request with no key is refused even when the server accepts any key; with
+    ``api_keys`` configured, the key must be one of them.
+    """
+    state = _state(request)
+    key = request.headers.get(API_KEY_HEADER)
+    if not key:
+        raise ApiError(401, f"missing {API_KEY_HEADER} header: every request needs an API key")
+    if not state.config.api_keys:
+        return key_label(key)
+    identity = state.authenticate(key)
+    if identity is None:
+        raise ApiError(401, "unauthorized API key")
+    return identity
+
+
+async def _admit(
+    request: Request, endpoint: Literal["create", "query"]
+) -> tuple[str, Response | None]:
+    """Auth, rate limit and request faults: the caller's identity, and maybe a cut response."""
     state = _state(request)
     config = state.config
-    key = request.headers.get(API_KEY_HEADER)
-    if config.api_keys:
-        if not key:
-            raise ApiError(401, f"missing {API_KEY_HEADER} header")
-        identity = state.authenticate(key)
-        if identity is None:
-            raise ApiError(401, "unauthorized API key")
-    else:
-        identity = key_label(key) if key else (request.client.host if request.client else "-")
+    identity = _identity(request)
     now = state.clock.monotonic()
     state.stats.arrival(identity, now, endpoint)
     if state.limiter is not None and (config.rate_scope == "all" or endpoint == "create"):
@@ -68,8 +80,8 @@ async def _admit(request: Request, endpoint: Literal["create", "query"]) -> Resp
         await anyio.sleep(config.slow_seconds)
     if state.faults.hit("drop", config.drop_rate):
         body = json.dumps({"status": 200, "message": "success", "data": {}}).encode()
-        return CutResponse(body, "application/json", keep=len(body) // 2)
-    return None
+        return identity, CutResponse(body, "application/json", keep=len(body) // 2)
+    return identity, None
 
 
 def _too_many(config: ServerConfig, wait: float, message: str) -> ApiError:
@@ -85,13 +97,14 @@ async def create_task(request: Request) -> Response:
     """POST /api/tasks/visual/idphoto."""
     state = _state(request)
     state.stats.request("create")
-    cut = await _admit(request, "create")
+    identity, cut = await _admit(request, "create")
     if cut is not None:
         return cut
     params = await read_create_params(request, state.config.max_upload_bytes)
     if state.faults.hit("create_error", state.config.error_rate):
         raise ApiError(500, "server-side exception (fault injected by the local server)")
-    task = TaskRecord(return_type=params.return_type, created_at=state.clock.time())
+    owner = identity if state.config.api_keys else None
+    task = TaskRecord(return_type=params.return_type, created_at=state.clock.time(), owner=owner)
     state.store.add(task)
     state.stats.count("creates")
     state.processor.start(task, params)
@@ -107,13 +120,14 @@ async def query_task(request: Request) -> Response:
     """GET /api/tasks/visual/idphoto/{task_id}."""
     state = _state(request)
     state.stats.request("query")
-    cut = await _admit(request, "query")
+    identity, cut = await _admit(request, "query")
     if cut is not None:
         return cut
     if state.faults.hit("query_error", state.config.query_error_rate):
         raise ApiError(500, "server-side exception (fault injected by the local server)")
     task = state.store.get(request.path_params["task_id"], state.clock.time())
-    if task is None:
+    if task is None or (task.owner is not None and task.owner != identity):
+        # Another key's task is "not found", as on the real service: no existence leak.
         raise ApiError(404, "task not found: check the task_id (tasks are kept for 1 hour)")
     return envelope(message=task.message, data=_task_data(request, task))
 
@@ -139,9 +153,10 @@ async def local_stats(request: Request) -> Response:
 
 
 async def local_advance(request: Request) -> Response:
-    """POST /_local/advance {"seconds": N}: move the server's clock forward."""
+    """POST /_local/advance {"seconds": N}: move the server's clock forward (needs a key)."""
     state = _state(request)
     state.stats.request("admin")
+    _identity(request)
     try:
         seconds = float((await request.json())["seconds"])
     except (ValueError, KeyError, TypeError):
@@ -152,8 +167,9 @@ async def local_advance(request: Request) -> Response:
 
 
 async def local_reset(request: Request) -> Response:
-    """POST /_local/reset: zero the stats."""
+    """POST /_local/reset: zero the stats (needs a key)."""
     state = _state(request)
+    _identity(request)
     state.reset_stats()
     return envelope(data={})
 

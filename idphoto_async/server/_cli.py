@@ -50,7 +50,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         dest="api_keys",
         default=[],
         metavar="KEY",
-        help="accepted X-API-KEY (repeatable; none: any request is accepted)",
+        help="accepted X-API-KEY (repeatable; a task then belongs to its key; none: any key "
+        "is accepted, a request without one is 401)",
     )
     parser.add_argument(
         "--qps",

@@ -29,6 +29,8 @@ class TaskRecord:
     image_base64: str | None = attrs.field(default=None, repr=False)
     result_name: str | None = None
     message: str = "success"
+    owner: str | None = None
+    """The label of the key that made the task when the server checks keys; else None."""
     done: anyio.Event = attrs.field(factory=anyio.Event, repr=False)
 
     @property

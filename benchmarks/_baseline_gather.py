@@ -13,6 +13,7 @@ import httpx
 from aiolimiter import AsyncLimiter
 
 from ._progress import Progress
+from ._server import API_KEY
 
 __all__ = ["run_gather"]
 
@@ -67,7 +68,10 @@ def run_gather(
         limiter = AsyncLimiter(qps, 1.0)
         sem = asyncio.Semaphore(concurrency)
         limits = httpx.Limits(max_connections=max(concurrency, 10))
-        async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as http:
+        headers = {"X-API-KEY": API_KEY}  # as in the vendor's curl examples
+        async with httpx.AsyncClient(
+            base_url=base_url, limits=limits, timeout=60, headers=headers
+        ) as http:
             await asyncio.gather(*(one(http, limiter, sem, p) for p in inputs))
 
     asyncio.run(main())

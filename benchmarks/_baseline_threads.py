@@ -14,6 +14,7 @@ from pathlib import Path
 import requests
 
 from ._progress import Progress
+from ._server import API_KEY
 
 __all__ = ["run_threads"]
 
@@ -36,6 +37,7 @@ def run_threads(
     def session() -> requests.Session:
         if not hasattr(local, "session"):
             local.session = requests.Session()
+            local.session.headers["X-API-KEY"] = API_KEY  # as in the vendor's curl examples
         s: requests.Session = local.session
         return s
 

@@ -6,7 +6,10 @@ import psutil
 
 from idphoto_async.testing import LocalServerProcess
 
-__all__ = ["ServerProcess"]
+__all__ = ["API_KEY", "ServerProcess"]
+
+API_KEY = "benchmark-key"
+"""The key every client sends (the local server accepts any key, but refuses none)."""
 
 
 class ServerProcess(LocalServerProcess):

@@ -24,6 +24,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._inputs import make_inputs
+from benchmarks._server import API_KEY
 from idphoto_async import AsyncIDPhotoClient
 from idphoto_async.testing import LocalServerProcess
 
@@ -49,7 +50,8 @@ async def rows(base_url: str, work: Path, count: int) -> list[tuple[str, float]]
     image = make_inputs(work / "in", 1)[0]
     data = image.read_bytes()
     out: list[tuple[str, float]] = []
-    async with httpx.AsyncClient(base_url=base_url) as http:
+    headers = {"X-API-KEY": API_KEY}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers) as http:
         created = await http.post(API, files={"sync": (None, "1"), "image_file": ("a.jpg", data)})
         task = created.json()["data"]
         result_url = task["image"]
@@ -86,6 +88,7 @@ async def rows(base_url: str, work: Path, count: int) -> list[tuple[str, float]]
         out.append(("ours: download() to a file", await measure(our_download, count)))
 
     with requests.Session() as session:
+        session.headers["X-API-KEY"] = API_KEY
 
         async def requests_get(_: int) -> object:
             return session.get(base_url + query).json()

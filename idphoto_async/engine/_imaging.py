@@ -35,8 +35,21 @@ def resize_gray(mask: Gray, size: tuple[int, int]) -> Gray:
 def shrink_by(x: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.float32]:
     """Block means over ``k`` x ``k`` tiles (the edge rows/columns that do not fill one go)."""
     h, w = x.shape[0] // k, x.shape[1] // k
-    tiles = x[: h * k, : w * k].reshape(h, k, w, k, *x.shape[2:])
-    return np.asarray(tiles.mean(axis=(1, 3)), dtype=np.float32)
+    # k*k strided slices summed: several times faster than a mean over reshaped tile axes.
+    total = np.zeros((h, w, *x.shape[2:]), dtype=np.float32)
+    for dy in range(k):
+        for dx in range(k):
+            total += x[dy : h * k : k, dx : w * k : k]
+    total *= np.float32(1.0 / (k * k))
+    return total
+
+
+def dot3(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Per-pixel dot product of two (H, W, 3) arrays (faster than ``(a * b).sum(axis=2)``)."""
+    out = a[..., 0] * b[..., 0]
+    out += a[..., 1] * b[..., 1]
+    out += a[..., 2] * b[..., 2]
+    return np.asarray(out, dtype=np.float32)
 
 
 def grow_to(x: npt.NDArray[np.float32], k: int, shape: tuple[int, int]) -> npt.NDArray[np.float32]:
@@ -75,6 +88,24 @@ def warp(image: RGB, matrix: Matrix, size: tuple[int, int]) -> tuple[RGB, Gray]:
 
     Outside the source the output is the source's mean colour; ``valid`` is 1 where the
     output comes from inside the source, falling to 0 over one pixel at its border.
+    """
+    photo, source_size, coeffs = _transform(image, matrix, size)
+    ones = Image.new("L", source_size, 255).transform(
+        size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR, fillcolor=0
+    )
+    return photo, np.asarray(ones, dtype=np.float32) / 255.0
+
+
+def warp_image(image: RGB, matrix: Matrix, size: tuple[int, int]) -> RGB:
+    """`warp` without the ``valid`` map (model crops, which do not need it)."""
+    return _transform(image, matrix, size)[0]
+
+
+def _transform(
+    image: RGB, matrix: Matrix, size: tuple[int, int]
+) -> tuple[RGB, tuple[int, int], tuple[float, ...]]:
+    """The warped image, the (pre-scaled) source's size and Pillow's affine coefficients.
+
     Large reductions are pre-shrunk (area average) and enlargements pre-grown (bicubic), so
     the final bilinear sampling works near 1:1.
     """
@@ -96,15 +127,10 @@ def warp(image: RGB, matrix: Matrix, size: tuple[int, int]) -> tuple[RGB, Gray]:
         inv[1, 0], inv[1, 1], inv[1, 2] - 0.5 * (inv[1, 0] + inv[1, 1]) + 0.5,
     )  # fmt: skip
     fill = tuple(int(v) for v in source.reshape(-1, 3)[:: max(1, sh * sw // 4096)].mean(axis=0))
-    bilinear = Image.Resampling.BILINEAR
     photo = Image.fromarray(source).transform(
-        size, Image.Transform.AFFINE, coeffs, bilinear, fillcolor=fill
+        size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR, fillcolor=fill
     )
-    ones = Image.new("L", (sw, sh), 255).transform(
-        size, Image.Transform.AFFINE, coeffs, bilinear, fillcolor=0
-    )
-    valid = np.asarray(ones, dtype=np.float32) / 255.0
-    return np.asarray(photo, dtype=np.uint8), valid
+    return np.asarray(photo, dtype=np.uint8), (sw, sh), tuple(float(c) for c in coeffs)
 
 
 def box_mean(x: npt.NDArray[np.float32], radius: int) -> npt.NDArray[np.float32]:

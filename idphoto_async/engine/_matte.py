@@ -242,16 +242,27 @@ def decontaminate(image: RGBImage, alpha: Alpha) -> tuple[RGBImage, Alpha]:
     img = image.astype(np.float32)
     back, back_mass = _local_mean(img, (alpha <= 0.02).astype(np.float32), radius)
     fore, fore_mass = _local_mean(img, (alpha >= 0.98).astype(np.float32), 2 * radius)
-    line = fore - back
-    length2 = dot3(line, line)
-    share = dot3(img - back, line) / np.maximum(length2, 1e-3)
-    distinct = (length2 > 30.0**2) & (back_mass > 0.02) & (fore_mass > 0.02) & band
-    capped = np.where(distinct, np.minimum(alpha, np.clip(share * 1.15, 0.0, 1.0)), alpha)
-    a = np.maximum(capped, 0.05)[..., None]
-    unmixed = np.clip((img - (1.0 - a) * back) / a, 0.0, 255.0)
-    use = (band & (back_mass > 0.02))[..., None]
-    colours = np.where(use, unmixed, img)
-    return np.asarray(np.round(colours), dtype=np.uint8), np.asarray(capped, dtype=np.float32)
+    # Only the band around the edge changes: work on its pixels alone.
+    ys, xs = np.nonzero(band)
+    pix, bg, a0 = img[ys, xs], back[ys, xs], alpha[ys, xs]
+    line = fore[ys, xs] - bg
+    length2 = _rowdot(line, line)
+    share = _rowdot(pix - bg, line) / np.maximum(length2, 1e-3)
+    has_back = back_mass[ys, xs] > 0.02
+    distinct = (length2 > 30.0**2) & has_back & (fore_mass[ys, xs] > 0.02)
+    capped = np.where(distinct, np.minimum(a0, np.clip(share * 1.15, 0.0, 1.0)), a0)
+    a = np.maximum(capped, 0.05)[:, None]
+    unmixed = np.clip((pix - (1.0 - a) * bg) / a, 0.0, 255.0)
+    colours = image.copy()
+    colours[ys, xs] = np.round(np.where(has_back[:, None], unmixed, pix)).astype(np.uint8)
+    out_alpha = alpha.astype(np.float32, copy=True)
+    out_alpha[ys, xs] = capped
+    return colours, out_alpha
+
+
+def _rowdot(a: Floats, b: Floats) -> Floats:
+    """Row-wise dot product of two (N, 3) arrays."""
+    return np.asarray(a[:, 0] * b[:, 0] + a[:, 1] * b[:, 1] + a[:, 2] * b[:, 2], dtype=np.float32)
 
 
 def composite(

@@ -33,6 +33,7 @@ from ._runtime import model
 Alpha = npt.NDArray[np.float32]
 """An (H, W) float32 matte in [0, 1]."""
 Floats = npt.NDArray[np.float32]
+Ints = npt.NDArray[np.intp]
 
 
 @attrs.frozen
@@ -212,17 +213,37 @@ def _solve_symmetric3(var: dict[tuple[int, int], Floats], rhs: Floats, eps: floa
     return np.asarray(x / det[..., None], dtype=np.float32)
 
 
-def _local_mean(img: Floats, weight: Floats, radius: int) -> tuple[Floats, Floats]:
-    """Weighted local mean colour of ``img`` and the local weight mass (smooth: at 1/4 size)."""
+def _local_mean(
+    img: Floats, weight: Floats, radius: int, ys: Ints, xs: Ints
+) -> tuple[Floats, Floats]:
+    """Weighted local mean colour of ``img`` and the local weight mass at pixels (ys, xs).
+
+    The means are smooth: they are made at 1/4 size and sampled bilinearly at the pixels
+    asked for only (the edge band), not stretched over the whole frame.
+    """
     h, w = weight.shape[:2]
     r = max(1, radius // 4)
     packed = blur(shrink_by(np.dstack([img * weight[..., None], weight]), 4), r)
     mean = packed[..., :3] / np.maximum(packed[..., 3:], 1e-4)
-    colour = Image.fromarray(np.clip(mean + 0.5, 0, 255).astype(np.uint8), "RGB")
-    mass = Image.fromarray(np.clip(packed[..., 3] * 255 + 0.5, 0, 255).astype(np.uint8), "L")
-    bilinear = Image.Resampling.BILINEAR
-    full = np.asarray(colour.resize((w, h), bilinear), dtype=np.float32)
-    return full, np.asarray(mass.resize((w, h), bilinear), dtype=np.float32) / 255.0
+    small = np.dstack([np.clip(mean, 0.0, 255.0), np.clip(packed[..., 3:], 0.0, 1.0)])
+    sampled = _bilinear_at(small, (ys + 0.5) * (small.shape[0] / h) - 0.5, xs, w)
+    return sampled[:, :3], sampled[:, 3]
+
+
+def _bilinear_at(grid: Floats, sy: Floats, xs: Ints, width: int) -> Floats:
+    """``grid`` (h, w, C) sampled bilinearly at rows ``sy`` and the columns that ``xs`` (pixels
+    of a ``width`` frame) map to, pixel centres aligned, clamped at the border: (N, C)."""
+    gh, gw = grid.shape[:2]
+    sx = (xs + 0.5) * (gw / width) - 0.5
+    fy = np.clip(sy, 0.0, gh - 1.0)
+    fx = np.clip(sx, 0.0, gw - 1.0)
+    y0 = np.minimum(fy.astype(np.intp), gh - 2) if gh > 1 else np.zeros_like(xs)
+    x0 = np.minimum(fx.astype(np.intp), gw - 2) if gw > 1 else np.zeros_like(xs)
+    y1, x1 = np.minimum(y0 + 1, gh - 1), np.minimum(x0 + 1, gw - 1)
+    ty, tx = (fy - y0)[:, None], (fx - x0)[:, None]
+    top = grid[y0, x0] * (1 - tx) + grid[y0, x1] * tx
+    bottom = grid[y1, x0] * (1 - tx) + grid[y1, x1] * tx
+    return np.asarray(top * (1 - ty) + bottom * ty, dtype=np.float32)
 
 
 def decontaminate(image: RGBImage, alpha: Alpha) -> tuple[RGBImage, Alpha]:
@@ -240,16 +261,16 @@ def decontaminate(image: RGBImage, alpha: Alpha) -> tuple[RGBImage, Alpha]:
     radius = max(8, round(0.025 * float(np.hypot(h, w))))
     band = dilate(edge, 2)
     img = image.astype(np.float32)
-    back, back_mass = _local_mean(img, (alpha <= 0.02).astype(np.float32), radius)
-    fore, fore_mass = _local_mean(img, (alpha >= 0.98).astype(np.float32), 2 * radius)
     # Only the band around the edge changes: work on its pixels alone.
     ys, xs = np.nonzero(band)
-    pix, bg, a0 = img[ys, xs], back[ys, xs], alpha[ys, xs]
-    line = fore[ys, xs] - bg
+    bg, back_mass = _local_mean(img, (alpha <= 0.02).astype(np.float32), radius, ys, xs)
+    fore, fore_mass = _local_mean(img, (alpha >= 0.98).astype(np.float32), 2 * radius, ys, xs)
+    pix, a0 = img[ys, xs], alpha[ys, xs]
+    line = fore - bg
     length2 = _rowdot(line, line)
     share = _rowdot(pix - bg, line) / np.maximum(length2, 1e-3)
-    has_back = back_mass[ys, xs] > 0.02
-    distinct = (length2 > 30.0**2) & has_back & (fore_mass[ys, xs] > 0.02)
+    has_back = back_mass > 0.02
+    distinct = (length2 > 30.0**2) & has_back & (fore_mass > 0.02)
     capped = np.where(distinct, np.minimum(a0, np.clip(share * 1.15, 0.0, 1.0)), a0)
     a = np.maximum(capped, 0.05)[:, None]
     unmixed = np.clip((pix - (1.0 - a) * bg) / a, 0.0, 255.0)

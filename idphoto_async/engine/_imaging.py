@@ -54,9 +54,13 @@ def dot3(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[
 
 def grow_to(x: npt.NDArray[np.float32], k: int, shape: tuple[int, int]) -> npt.NDArray[np.float32]:
     """Repeat each value over a ``k`` x ``k`` tile, padded by the edge to ``shape`` (H, W)."""
-    big = np.repeat(np.repeat(x, k, axis=0), k, axis=1)
-    pad = [(0, shape[0] - big.shape[0]), (0, shape[1] - big.shape[1])] + [(0, 0)] * (x.ndim - 2)
-    return np.asarray(np.pad(big, pad, mode="edge"), dtype=np.float32)
+    h, w = x.shape[:2]
+    out = np.empty((*shape, *x.shape[2:]), dtype=np.float32)
+    tiles = out[: h * k, : w * k].reshape(h, k, w, k, *x.shape[2:])
+    tiles[...] = x[:, None, :, None]
+    out[h * k :, : w * k] = out[h * k - 1 : h * k, : w * k]
+    out[:, w * k :] = out[:, w * k - 1 : w * k]
+    return out
 
 
 def invert(matrix: Matrix) -> Matrix:
@@ -151,8 +155,17 @@ def blur(x: npt.NDArray[np.float32], radius: int) -> npt.NDArray[np.float32]:
 
 
 def dilate(mask: npt.NDArray[np.bool_], radius: int) -> npt.NDArray[np.bool_]:
-    """Grow a boolean mask by ``radius`` pixels (square window)."""
-    grown: npt.NDArray[np.bool_] = box_mean(mask.astype(np.float32), radius) > 1e-6
+    """Grow a boolean mask by ``radius`` pixels (square window), by shifted ORs per axis."""
+    grown = mask.copy()
+    for axis in (0, 1):
+        source = grown.copy()
+        n = source.shape[axis]
+        for shift in range(1, min(radius, n - 1) + 1):
+            ahead = [slice(None)] * 2
+            behind = [slice(None)] * 2
+            ahead[axis], behind[axis] = slice(shift, None), slice(None, n - shift)
+            grown[tuple(behind)] |= source[tuple(ahead)]
+            grown[tuple(ahead)] |= source[tuple(behind)]
     return grown
 
 

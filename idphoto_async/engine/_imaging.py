@@ -137,14 +137,40 @@ def _transform(
     return np.asarray(photo, dtype=np.uint8), (sw, sh), tuple(float(c) for c in coeffs)
 
 
+SHIFTED_SUM_MAX_RADIUS = 8
+"""Up to this radius `box_mean` adds shifted copies; above, it uses summed-area tables."""
+
+
 def box_mean(x: npt.NDArray[np.float32], radius: int) -> npt.NDArray[np.float32]:
-    """Mean over a (2r+1)^2 window (edges reflected), via summed-area tables; any channels."""
+    """Mean over a (2r+1)^2 window (edges reflected); any channels.
+
+    Small windows (the engine's) add shifted slices of the padded array, row pass then
+    column pass, in float32: several times faster than summed-area tables at these sizes.
+    """
+    if radius > SHIFTED_SUM_MAX_RADIUS:
+        return _box_mean_table(x, radius)
+    k = 2 * radius + 1
+    h, w = x.shape[:2]
+    pad = [(radius, radius), (radius, radius)] + [(0, 0)] * (x.ndim - 2)
+    padded = np.pad(x.astype(np.float32, copy=False), pad, mode="reflect")
+    rows = padded[0:h].copy()
+    for i in range(1, k):
+        rows += padded[i : i + h]
+    total = rows[:, 0:w].copy()
+    for i in range(1, k):
+        total += rows[:, i : i + w]
+    total *= np.float32(1.0 / (k * k))
+    return total
+
+
+def _box_mean_table(x: npt.NDArray[np.float32], radius: int) -> npt.NDArray[np.float32]:
+    """`box_mean` via summed-area tables (float64): O(1) per pixel whatever the radius."""
     k = 2 * radius + 1
     pad = [(radius + 1, radius), (radius + 1, radius)] + [(0, 0)] * (x.ndim - 2)
-    padded = np.pad(x.astype(np.float64), pad, mode="reflect" if radius > 0 else "edge")
+    padded = np.pad(x.astype(np.float64), pad, mode="reflect")
+    padded[0] = 0
+    padded[:, 0] = 0
     table = padded.cumsum(axis=0).cumsum(axis=1)
-    table[0] = 0
-    table[:, 0] = 0
     total = table[k:, k:] - table[:-k, k:] - table[k:, :-k] + table[:-k, :-k]
     return np.asarray(total / (k * k), dtype=np.float32)
 

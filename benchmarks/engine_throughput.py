@@ -1,24 +1,29 @@
-"""Local-engine throughput (photos/s, one thread), CPU per photo and peak RSS; one markdown row.
+"""Local-engine throughput (photos/s), CPU per photo and peak RSS; one markdown row.
 
-Usage: ``python benchmarks/engine_throughput.py [--photos N] [--size 295x413] [--format jpg]``
-Inputs are the files in ``samples/`` (cycled); the first photo (model loading) is timed apart.
+Usage: ``python benchmarks/engine_throughput.py [--photos N] [--threads T] [--size 295x413]
+[--format jpg]``. Inputs are the files in ``samples/`` (cycled); the first photo (model
+loading) is timed apart. ``--threads`` runs that many engine threads at once, as the local
+server's worker pool does (``idphoto batch --local`` runs one per core).
 CPU time per photo is reported beside wall time: on a shared machine wall time also counts
-the time other processes hold the cores. One thread uses one core; ``idphoto batch --local``
-runs one engine thread per core, so its ceiling is about cores x 1000 / (CPU ms per photo).
+the time other processes hold the cores; the load average is printed with the row.
 
-What bounds it (profiled with cProfile on the samples, 295x413 JPG): five model
-inferences per photo (short-range detector, two face-mesh passes, selfie segmentation, and
-the full-range detector only for small faces) and the numpy work on the output frame (colour
-guided filter on a half-size copy, the decontamination's local colour means, the 3x3 solves);
-decoding the source JPEG and encoding the result come next.
+What bounds it (py-spy and per-stage thread time on the samples, 295x413 JPG; see
+benchmarks/ENGINE.md for the figures): about a third is the four or five model runs
+(short-range detector, two face-mesh passes, selfie segmentation; the full-range detector
+only for small faces), a third the cut-out on the output frame (colour guided filter at half
+size, the decontamination's local means sampled on the edge band), the rest the warps,
+decoding and encoding. Through the CLI, the in-process server and HTTP add CPU per photo and
+the engine threads hold the GIL about half the time between native calls.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -43,6 +48,7 @@ def _peak_rss_bytes() -> int | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--photos", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--size", default="295x413")
     parser.add_argument("--format", choices=("png", "jpg"), default="jpg")
     args = parser.parse_args()
@@ -54,11 +60,25 @@ def main() -> None:
     engine.process(EngineRequest(inputs[0], (width, height), args.format))
     first = time.perf_counter() - start
 
+    def work(offset: int, count: int) -> None:
+        engine.process(EngineRequest(inputs[0], (width, height), args.format))  # its models
+        ready.wait()
+        for i in range(offset, offset + count):
+            engine.process(EngineRequest(inputs[i % len(inputs)], (width, height), args.format))
+
+    threads = max(1, args.threads)
+    share = args.photos // threads
+    ready = threading.Barrier(threads + 1)
+    workers = [threading.Thread(target=work, args=(k * share, share)) for k in range(threads)]
+    for worker in workers:
+        worker.start()
+    ready.wait()
     start, cpu = time.perf_counter(), time.process_time()
-    for i in range(args.photos):
-        engine.process(EngineRequest(inputs[i % len(inputs)], (width, height), args.format))
+    for worker in workers:
+        worker.join()
     elapsed = time.perf_counter() - start
-    cpu_ms = 1000 * (time.process_time() - cpu) / args.photos
+    photos = share * threads
+    cpu_ms = 1000 * (time.process_time() - cpu) / photos
 
     # VmHWM, not ru_maxrss: on Linux a child keeps its parent's high-water mark in ru_maxrss.
     peak = _peak_rss_bytes()
@@ -67,15 +87,16 @@ def main() -> None:
     else:
         rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         rss_mb = rss_kb / (1024 * 1024) if sys.platform == "darwin" else rss_kb / 1024
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        "| engine | size | format | photos | photos/s (1 thread) | ms/photo | CPU ms/photo "
-        "| first | peak RSS |"
+        "| engine | size | format | photos | threads | photos/s | CPU ms/photo "
+        "| first | peak RSS | load avg |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     print(
-        f"| local ({platform.machine()}) | {args.size} | {args.format} | {args.photos} "
-        f"| {args.photos / elapsed:.1f} | {1000 * elapsed / args.photos:.0f} | {cpu_ms:.0f} "
-        f"| {first * 1000:.0f} ms | {rss_mb:.0f} MB |"
+        f"| local ({platform.machine()}) | {args.size} | {args.format} | {photos} | {threads} "
+        f"| {photos / elapsed:.1f} | {cpu_ms:.0f} | {first * 1000:.0f} ms | {rss_mb:.0f} MB "
+        f"| {load:.2f} |"
     )
 
 

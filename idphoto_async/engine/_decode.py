@@ -13,6 +13,8 @@ from .._constants import MAX_DIMENSION
 from ._base import EngineError
 
 INVALID_IMAGE = -7
+ORIENTATION = 0x0112
+"""The EXIF orientation tag."""
 
 RGBImage = npt.NDArray[np.uint8]
 """An (H, W, 3) uint8 RGB array."""
@@ -32,8 +34,9 @@ def decode_image(data: bytes, max_dimension: int = MAX_DIMENSION) -> RGBImage:
             with Image.open(io.BytesIO(data)) as img:
                 _check_size(img.size, max_dimension)
                 img.load()
-                upright = ImageOps.exif_transpose(img)
-                return _to_rgb(upright)
+                # exif_transpose copies the image even when there is nothing to turn.
+                turned = img.getexif().get(ORIENTATION, 1) not in (0, 1)
+                return _to_rgb(ImageOps.exif_transpose(img) if turned else img)
     except EngineError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -66,4 +69,6 @@ def _to_rgb(img: Image.Image) -> RGBImage:
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba)
-    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))

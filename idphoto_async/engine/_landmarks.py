@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from ._decode import RGBImage
 from ._detector import Detection
-from ._imaging import invert, warp
+from ._imaging import invert, warp_image
 from ._runtime import model
 
 Points = npt.NDArray[np.float64]
@@ -84,7 +84,7 @@ def landmarks(image: RGBImage, detection: Detection) -> Points | None:
 def _run(image: RGBImage, matrix: npt.NDArray[np.float64]) -> Points | None:
     net = model(_MODEL)
     side = net.input_size[0]
-    crop, _ = warp(image, matrix, (side, side))
+    crop = warp_image(image, matrix, (side, side))
     raw, presence = net.run(crop.astype(np.float32) / 255.0)
     if 1.0 / (1.0 + math.exp(-float(np.clip(presence.reshape(-1)[0], -50, 50)))) < MIN_PRESENCE:
         return None

@@ -22,6 +22,7 @@ from ._imaging import (
     box_mean,
     component_at,
     dilate,
+    dot3,
     grow_to,
     resize,
     resize_gray,
@@ -32,6 +33,7 @@ from ._runtime import model
 Alpha = npt.NDArray[np.float32]
 """An (H, W) float32 matte in [0, 1]."""
 Floats = npt.NDArray[np.float32]
+Ints = npt.NDArray[np.intp]
 
 
 @attrs.frozen
@@ -176,30 +178,72 @@ def guided_filter(image: RGBImage, src: Alpha, radius: int, eps: float) -> Alpha
     mean_i = box_mean(guide, r)
     mean_p = box_mean(small, r)
     cov_ip = box_mean(guide * small[..., None], r) - mean_i * mean_p[..., None]
-    var = np.empty((*guide.shape[:2], 3, 3), dtype=np.float32)
-    for i in range(3):
-        for j in range(i, 3):
-            c = box_mean(guide[..., i] * guide[..., j], r) - mean_i[..., i] * mean_i[..., j]
-            var[..., i, j] = var[..., j, i] = c
-    var += eps * np.eye(3, dtype=np.float32)
-    a = np.asarray(np.linalg.solve(var, cov_ip[..., None])[..., 0], dtype=np.float32)
-    b = mean_p - (a * mean_i).sum(axis=2)
+    var = {
+        (i, j): box_mean(guide[..., i] * guide[..., j], r) - mean_i[..., i] * mean_i[..., j]
+        for i in range(3)
+        for j in range(i, 3)
+    }
+    a = _solve_symmetric3(var, cov_ip, eps)
+    b = mean_p - dot3(a, mean_i)
     ab = np.dstack([box_mean(a, r), box_mean(b, r)])
     ab = grow_to(ab, 2, src.shape[:2])
-    return np.asarray((ab[..., :3] * full).sum(axis=2) + ab[..., 3], dtype=np.float32)
+    return np.asarray(dot3(ab[..., :3], full) + ab[..., 3], dtype=np.float32)
 
 
-def _local_mean(img: Floats, weight: Floats, radius: int) -> tuple[Floats, Floats]:
-    """Weighted local mean colour of ``img`` and the local weight mass (smooth: at 1/4 size)."""
+def _solve_symmetric3(var: dict[tuple[int, int], Floats], rhs: Floats, eps: float) -> Floats:
+    """Per pixel, solve ``(var + eps I) x = rhs`` for a symmetric 3x3 ``var`` (upper half).
+
+    Cramer's rule on the cofactors, vectorised: far cheaper than ``np.linalg.solve`` on a
+    stack of tiny matrices. ``eps > 0`` keeps the matrices positive definite.
+    """
+    m = {k: v.astype(np.float64) for k, v in var.items()}
+    a, b, c = m[0, 0] + eps, m[0, 1], m[0, 2]
+    d, e, f = m[1, 1] + eps, m[1, 2], m[2, 2] + eps
+    c00, c01, c02 = d * f - e * e, c * e - b * f, b * e - c * d
+    c11, c12, c22 = a * f - c * c, b * c - a * e, a * d - b * b
+    det = a * c00 + b * c01 + c * c02
+    r0, r1, r2 = (rhs[..., i].astype(np.float64) for i in range(3))
+    x = np.dstack(
+        [
+            c00 * r0 + c01 * r1 + c02 * r2,
+            c01 * r0 + c11 * r1 + c12 * r2,
+            c02 * r0 + c12 * r1 + c22 * r2,
+        ]
+    )
+    return np.asarray(x / det[..., None], dtype=np.float32)
+
+
+def _local_mean(
+    img: Floats, weight: Floats, radius: int, ys: Ints, xs: Ints
+) -> tuple[Floats, Floats]:
+    """Weighted local mean colour of ``img`` and the local weight mass at pixels (ys, xs).
+
+    The means are smooth: they are made at 1/4 size and sampled bilinearly at the pixels
+    asked for only (the edge band), not stretched over the whole frame.
+    """
     h, w = weight.shape[:2]
     r = max(1, radius // 4)
     packed = blur(shrink_by(np.dstack([img * weight[..., None], weight]), 4), r)
     mean = packed[..., :3] / np.maximum(packed[..., 3:], 1e-4)
-    colour = Image.fromarray(np.clip(mean + 0.5, 0, 255).astype(np.uint8), "RGB")
-    mass = Image.fromarray(np.clip(packed[..., 3] * 255 + 0.5, 0, 255).astype(np.uint8), "L")
-    bilinear = Image.Resampling.BILINEAR
-    full = np.asarray(colour.resize((w, h), bilinear), dtype=np.float32)
-    return full, np.asarray(mass.resize((w, h), bilinear), dtype=np.float32) / 255.0
+    small = np.dstack([np.clip(mean, 0.0, 255.0), np.clip(packed[..., 3:], 0.0, 1.0)])
+    sampled = _bilinear_at(small, (ys + 0.5) * (small.shape[0] / h) - 0.5, xs, w)
+    return sampled[:, :3], sampled[:, 3]
+
+
+def _bilinear_at(grid: Floats, sy: Floats, xs: Ints, width: int) -> Floats:
+    """``grid`` (h, w, C) sampled bilinearly at rows ``sy`` and the columns that ``xs`` (pixels
+    of a ``width`` frame) map to, pixel centres aligned, clamped at the border: (N, C)."""
+    gh, gw = grid.shape[:2]
+    sx = (xs + 0.5) * (gw / width) - 0.5
+    fy = np.clip(sy, 0.0, gh - 1.0)
+    fx = np.clip(sx, 0.0, gw - 1.0)
+    y0 = np.minimum(fy.astype(np.intp), gh - 2) if gh > 1 else np.zeros_like(xs)
+    x0 = np.minimum(fx.astype(np.intp), gw - 2) if gw > 1 else np.zeros_like(xs)
+    y1, x1 = np.minimum(y0 + 1, gh - 1), np.minimum(x0 + 1, gw - 1)
+    ty, tx = (fy - y0)[:, None], (fx - x0)[:, None]
+    top = grid[y0, x0] * (1 - tx) + grid[y0, x1] * tx
+    bottom = grid[y1, x0] * (1 - tx) + grid[y1, x1] * tx
+    return np.asarray(top * (1 - ty) + bottom * ty, dtype=np.float32)
 
 
 def decontaminate(image: RGBImage, alpha: Alpha) -> tuple[RGBImage, Alpha]:
@@ -217,18 +261,29 @@ def decontaminate(image: RGBImage, alpha: Alpha) -> tuple[RGBImage, Alpha]:
     radius = max(8, round(0.025 * float(np.hypot(h, w))))
     band = dilate(edge, 2)
     img = image.astype(np.float32)
-    back, back_mass = _local_mean(img, (alpha <= 0.02).astype(np.float32), radius)
-    fore, fore_mass = _local_mean(img, (alpha >= 0.98).astype(np.float32), 2 * radius)
-    line = fore - back
-    length2 = (line * line).sum(axis=2)
-    share = ((img - back) * line).sum(axis=2) / np.maximum(length2, 1e-3)
-    distinct = (length2 > 30.0**2) & (back_mass > 0.02) & (fore_mass > 0.02) & band
-    capped = np.where(distinct, np.minimum(alpha, np.clip(share * 1.15, 0.0, 1.0)), alpha)
-    a = np.maximum(capped, 0.05)[..., None]
-    unmixed = np.clip((img - (1.0 - a) * back) / a, 0.0, 255.0)
-    use = (band & (back_mass > 0.02))[..., None]
-    colours = np.where(use, unmixed, img)
-    return np.asarray(np.round(colours), dtype=np.uint8), np.asarray(capped, dtype=np.float32)
+    # Only the band around the edge changes: work on its pixels alone.
+    ys, xs = np.nonzero(band)
+    bg, back_mass = _local_mean(img, (alpha <= 0.02).astype(np.float32), radius, ys, xs)
+    fore, fore_mass = _local_mean(img, (alpha >= 0.98).astype(np.float32), 2 * radius, ys, xs)
+    pix, a0 = img[ys, xs], alpha[ys, xs]
+    line = fore - bg
+    length2 = _rowdot(line, line)
+    share = _rowdot(pix - bg, line) / np.maximum(length2, 1e-3)
+    has_back = back_mass > 0.02
+    distinct = (length2 > 30.0**2) & has_back & (fore_mass > 0.02)
+    capped = np.where(distinct, np.minimum(a0, np.clip(share * 1.15, 0.0, 1.0)), a0)
+    a = np.maximum(capped, 0.05)[:, None]
+    unmixed = np.clip((pix - (1.0 - a) * bg) / a, 0.0, 255.0)
+    colours = image.copy()
+    colours[ys, xs] = np.round(np.where(has_back[:, None], unmixed, pix)).astype(np.uint8)
+    out_alpha = alpha.astype(np.float32, copy=True)
+    out_alpha[ys, xs] = capped
+    return colours, out_alpha
+
+
+def _rowdot(a: Floats, b: Floats) -> Floats:
+    """Row-wise dot product of two (N, 3) arrays."""
+    return np.asarray(a[:, 0] * b[:, 0] + a[:, 1] * b[:, 1] + a[:, 2] * b[:, 2], dtype=np.float32)
 
 
 def composite(

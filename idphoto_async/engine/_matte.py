@@ -186,7 +186,7 @@ def guided_filter(image: RGBImage, src: Alpha, radius: int, eps: float) -> Alpha
     a = _solve_symmetric3(var, cov_ip, eps)
     b = mean_p - dot3(a, mean_i)
     ab = np.dstack([box_mean(a, r), box_mean(b, r)])
-    ab = grow_to(ab, 2, src.shape[:2])
+    ab = grow_to(ab, 2, (src.shape[0], src.shape[1]))
     return np.asarray(dot3(ab[..., :3], full) + ab[..., 3], dtype=np.float32)
 
 

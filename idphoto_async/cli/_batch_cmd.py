@@ -9,7 +9,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import ExitStack, asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -185,12 +185,14 @@ def _local_server(engine_log: Path) -> Iterator[str]:
             "pip install 'idphoto-async[server]' (add [local] for the real engine)"
         )
     engine = default_engine_name()
+    cores = max(1, min(8, os.cpu_count() or 1))
     config = ServerConfig(
         **{
             **TESTING_DEFAULTS,
             "engine": engine,
             "qps": None,
-            "workers": max(1, min(8, os.cpu_count() or 1)),
+            # Twice the engine processes: one photo is handed over while another is made.
+            "workers": 2 * cores if engine == "local" else cores,
         }
     )
     what = (
@@ -210,8 +212,21 @@ def _local_server(engine_log: Path) -> Iterator[str]:
         prepare_out_dir(engine_log.parent)
     except BatchConfigError as exc:
         fail_usage(str(exc))
-    with native_stderr_to(engine_log), LocalServer(config) as server:
-        yield server.base_url
+    with ExitStack() as stack:
+        stack.enter_context(native_stderr_to(engine_log))
+        # The local engine runs in worker processes (one per core, models loaded once
+        # each), so its work does not hold this process's GIL, which HTTP needs.
+        pool = stack.enter_context(_engine_processes(engine, cores))
+        yield stack.enter_context(LocalServer(config, engine=pool)).base_url
+
+
+def _engine_processes(engine: str, processes: int) -> Any:
+    """A started `ProcessEngine` for the local engine; None (the server's own) otherwise."""
+    if engine != "local":
+        return nullcontext()
+    from ..engine._pool import ProcessEngine
+
+    return ProcessEngine(engine, processes)
 
 
 def _local_schedule() -> Any:

@@ -37,6 +37,10 @@ class EngineError(Exception):
         self.state = state
         self.message = message
 
+    def __reduce__(self) -> tuple[type[EngineError], tuple[int, str]]:
+        # Pickled as (state, message), so it crosses to and from worker processes intact.
+        return (EngineError, (self.state, self.message))
+
 
 class Engine(Protocol):
     """A synchronous, thread-safe ID-photo pipeline; callers run it off the event loop."""

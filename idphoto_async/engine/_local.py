@@ -16,6 +16,7 @@ from ._face import Face, FaceConfig, find_face
 from ._framing import Framing, FramingConfig, frame
 from ._imaging import warp
 from ._matte import Alpha, MatteConfig, Subject, composite, person_alpha
+from ._runtime import MODELS, model
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,11 @@ class LocalEngine:
 
     def __init__(self, config: LocalConfig | None = None) -> None:
         self.config = config or LocalConfig()
+
+    def warm_up(self) -> None:
+        """Load this thread's models now (a worker does it once, before its first photo)."""
+        for name in MODELS:
+            model(name)
 
     def process(self, request: EngineRequest) -> EngineResult:
         """Make the ID photo or raise `EngineError` (-7 bad image, -14 no face)."""

@@ -171,7 +171,8 @@ def guided_filter(image: RGBImage, src: Alpha, radius: int, eps: float) -> Alpha
     a half-size copy (their coefficients are smooth) and applied at full size. Box filters
     make it O(pixels) whatever the radius.
     """
-    full = image.astype(np.float32) / 255.0
+    full = image.astype(np.float32)
+    full *= np.float32(1.0 / 255.0)
     guide = shrink_by(full, 2)
     small = shrink_by(src, 2)
     r = max(1, radius // 2)
@@ -180,37 +181,40 @@ def guided_filter(image: RGBImage, src: Alpha, radius: int, eps: float) -> Alpha
     cov_ip = box_mean(guide * small[..., None], r) - mean_i * mean_p[..., None]
     var = {
         (i, j): box_mean(guide[..., i] * guide[..., j], r) - mean_i[..., i] * mean_i[..., j]
-        for i in range(3)
-        for j in range(i, 3)
+        for i, j in _PAIRS
     }
-    a = _solve_symmetric3(var, cov_ip, eps)
-    b = mean_p - dot3(a, mean_i)
-    ab = np.dstack([box_mean(a, r), box_mean(b, r)])
-    ab = grow_to(ab, 2, (src.shape[0], src.shape[1]))
-    return np.asarray(dot3(ab[..., :3], full) + ab[..., 3], dtype=np.float32)
+    ab = np.empty((*small.shape, 4), dtype=np.float32)
+    ab[..., 0:3] = _solve_symmetric3(var, cov_ip, eps)
+    ab[..., 3] = mean_p - dot3(ab[..., 0:3], mean_i)
+    grown = grow_to(box_mean(ab, r), 2, (src.shape[0], src.shape[1]))
+    out = dot3(grown[..., :3], full)
+    out += grown[..., 3]
+    return out
+
+
+_PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+"""The upper half of the guide's 3x3 covariance."""
 
 
 def _solve_symmetric3(var: dict[tuple[int, int], Floats], rhs: Floats, eps: float) -> Floats:
     """Per pixel, solve ``(var + eps I) x = rhs`` for a symmetric 3x3 ``var`` (upper half).
 
     Cramer's rule on the cofactors, vectorised: far cheaper than ``np.linalg.solve`` on a
-    stack of tiny matrices. ``eps > 0`` keeps the matrices positive definite.
+    stack of tiny matrices. ``eps > 0`` keeps the matrices positive definite (the
+    determinant is at least ``eps**3``), so float32 is precise enough.
     """
-    m = {k: v.astype(np.float64) for k, v in var.items()}
-    a, b, c = m[0, 0] + eps, m[0, 1], m[0, 2]
-    d, e, f = m[1, 1] + eps, m[1, 2], m[2, 2] + eps
+    e32 = np.float32(eps)
+    a, b, c = var[0, 0] + e32, var[0, 1], var[0, 2]
+    d, e, f = var[1, 1] + e32, var[1, 2], var[2, 2] + e32
     c00, c01, c02 = d * f - e * e, c * e - b * f, b * e - c * d
     c11, c12, c22 = a * f - c * c, b * c - a * e, a * d - b * b
-    det = a * c00 + b * c01 + c * c02
-    r0, r1, r2 = (rhs[..., i].astype(np.float64) for i in range(3))
-    x = np.dstack(
-        [
-            c00 * r0 + c01 * r1 + c02 * r2,
-            c01 * r0 + c11 * r1 + c12 * r2,
-            c02 * r0 + c12 * r1 + c22 * r2,
-        ]
-    )
-    return np.asarray(x / det[..., None], dtype=np.float32)
+    inv_det = np.float32(1.0) / (a * c00 + b * c01 + c * c02)
+    r0, r1, r2 = rhs[..., 0], rhs[..., 1], rhs[..., 2]
+    x = np.empty(rhs.shape, dtype=np.float32)
+    x[..., 0] = (c00 * r0 + c01 * r1 + c02 * r2) * inv_det
+    x[..., 1] = (c01 * r0 + c11 * r1 + c12 * r2) * inv_det
+    x[..., 2] = (c02 * r0 + c12 * r1 + c22 * r2) * inv_det
+    return x
 
 
 def _local_mean(

@@ -35,11 +35,14 @@ def resize_gray(mask: Gray, size: tuple[int, int]) -> Gray:
 def shrink_by(x: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.float32]:
     """Block means over ``k`` x ``k`` tiles (the edge rows/columns that do not fill one go)."""
     h, w = x.shape[0] // k, x.shape[1] // k
-    # k*k strided slices summed: several times faster than a mean over reshaped tile axes.
-    total = np.zeros((h, w, *x.shape[2:]), dtype=np.float32)
-    for dy in range(k):
-        for dx in range(k):
-            total += x[dy : h * k : k, dx : w * k : k]
+    # Rows first (k slices of whole rows), then columns on the k-times smaller result: the
+    # input is read about once, not k*k times as by k*k strided tile slices.
+    rows = x[0 : h * k : k, : w * k].astype(np.float32, copy=True)
+    for dy in range(1, k):
+        rows += x[dy : h * k : k, : w * k]
+    total = rows[:, 0::k].copy()
+    for dx in range(1, k):
+        total += rows[:, dx::k]
     total *= np.float32(1.0 / (k * k))
     return total
 

@@ -227,9 +227,14 @@ def _local_mean(
     """
     h, w = weight.shape[:2]
     r = max(1, radius // 4)
-    packed = blur(shrink_by(np.dstack([img * weight[..., None], weight]), 4), r)
-    mean = packed[..., :3] / np.maximum(packed[..., 3:], 1e-4)
-    small = np.dstack([np.clip(mean, 0.0, 255.0), np.clip(packed[..., 3:], 0.0, 1.0)])
+    # Tile means of img * weight and of weight, without a full-size 4-channel stack.
+    tiles = np.empty((h // 4, w // 4, 4), dtype=np.float32)
+    tiles[..., :3] = shrink_by(img * weight[..., None], 4)
+    tiles[..., 3] = shrink_by(weight, 4)
+    packed = blur(tiles, r)
+    small = np.empty_like(packed)
+    np.clip(packed[..., :3] / np.maximum(packed[..., 3:], 1e-4), 0.0, 255.0, out=small[..., :3])
+    np.clip(packed[..., 3], 0.0, 1.0, out=small[..., 3])
     sampled = _bilinear_at(small, (ys + 0.5) * (small.shape[0] / h) - 0.5, xs, w)
     return sampled[:, :3], sampled[:, 3]
 

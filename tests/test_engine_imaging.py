@@ -81,3 +81,35 @@ def test_decontaminate_changes_nothing_away_from_the_edge() -> None:
     np.testing.assert_array_equal(colours[far], image[far])
     np.testing.assert_array_equal(capped[far], alpha[far])
     assert not np.array_equal(colours, image)  # the edge itself is unmixed
+
+
+def test_warp_skips_the_valid_map_only_when_it_is_all_ones() -> None:
+    """`warp`'s shortcut (the output wholly inside the source) gives the map Pillow gives."""
+    from PIL import Image
+
+    from idphoto_async.engine._imaging import _transform, warp
+
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    inside = 0
+    for _ in range(120):
+        angle, scale = rng.uniform(-0.4, 0.4), rng.uniform(0.3, 2.5)
+        cos, sin = scale * np.cos(angle), scale * np.sin(angle)
+        matrix = np.array([[cos, sin, rng.uniform(-150, 40)], [-sin, cos, rng.uniform(-150, 40)]])
+        size = (int(rng.integers(8, 90)), int(rng.integers(8, 90)))
+        _, source_size, coeffs = _transform(image, matrix, size)
+        ones = Image.new("L", source_size, 255).transform(
+            size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR, fillcolor=0
+        )
+        _, valid = warp(image, matrix, size)
+        np.testing.assert_array_equal(valid, np.asarray(ones, dtype=np.float32) / 255.0)
+        inside += bool(valid.min() == 1.0)
+    assert 10 < inside < 110  # both paths ran
+
+
+@pytest.mark.parametrize("k", [3, 4])
+def test_shrink_by_larger_tiles(k: int) -> None:
+    x = np.random.default_rng(k).random((13, 18, 4)).astype(np.float32)
+    h, w = 13 // k, 18 // k
+    expected = x[: h * k, : w * k].reshape(h, k, w, k, 4).mean(axis=(1, 3))
+    np.testing.assert_allclose(shrink_by(x, k), expected, rtol=1e-5)

@@ -97,10 +97,25 @@ def warp(image: RGB, matrix: Matrix, size: tuple[int, int]) -> tuple[RGB, Gray]:
     output comes from inside the source, falling to 0 over one pixel at its border.
     """
     photo, source_size, coeffs = _transform(image, matrix, size)
+    if _inside(coeffs, source_size, size):
+        return photo, np.ones((size[1], size[0]), dtype=np.float32)
     ones = Image.new("L", source_size, 255).transform(
         size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR, fillcolor=0
     )
     return photo, np.asarray(ones, dtype=np.float32) / 255.0
+
+
+def _inside(coeffs: tuple[float, ...], source_size: tuple[int, int], size: tuple[int, int]) -> bool:
+    """Whether every output pixel samples the source at least 2 px inside its border (then
+    the valid map is all ones: no need to warp one)."""
+    a, b, c, d, e, f = coeffs
+    sw, sh = source_size
+    for x in (0.5, size[0] - 0.5):
+        for y in (0.5, size[1] - 0.5):  # pixel centres of the corners (the map is affine)
+            u, v = a * x + b * y + c, d * x + e * y + f
+            if not (2.0 <= u <= sw - 2.0 and 2.0 <= v <= sh - 2.0):
+                return False
+    return True
 
 
 def warp_image(image: RGB, matrix: Matrix, size: tuple[int, int]) -> RGB:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import signal
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -78,3 +81,28 @@ def test_local_engine_in_processes_matches_in_process() -> None:
     request = EngineRequest(data, (295, 413), "jpg")
     with ProcessEngine("local", 1) as pool:
         assert pool.process(request) == LocalEngine().process(request)
+
+
+def _batch_local(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    inputs = sorted(SAMPLES.glob("0[12]-*.jpg"))
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("IDPHOTO_")}
+    command = [sys.executable, "-m", "idphoto_async.cli", "batch", *map(str, inputs)]
+    command += ["-o", str(out), "--local", "--size", "295x413", "--format", "jpg"]
+    command += ["--no-progress", *extra]
+    return subprocess.run(command, capture_output=True, text=True, env=environ, timeout=300)
+
+
+def test_batch_local_defaults_to_one_request_per_photo(tmp_path: Path) -> None:
+    """With --local the default is sync mode (the in-process tasks end with the run anyway);
+    the local engine runs in worker processes, whose native log goes to the engine log."""
+    pytest.importorskip("ai_edge_litert")
+    done = _batch_local(tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert "2 succeeded" in done.stdout and "2 API requests" in done.stdout
+    assert "threads" not in done.stderr  # the worker processes started
+    assert "TensorFlow Lite" not in done.stderr
+    assert "TensorFlow Lite" in (tmp_path / "out" / ".idphoto-engine.log").read_text()
+    asked = _batch_local(tmp_path / "again", "--mode", "async")
+    assert asked.returncode == 0, asked.stderr
+    requests = int(re.search(r"(\d+) API requests", asked.stdout).group(1))  # type: ignore[union-attr]
+    assert requests >= 4  # create and query per photo

@@ -9,7 +9,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import ExitStack, asynccontextmanager, contextmanager, nullcontext
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +94,10 @@ def configure(sub: Any) -> None:
     run.add_argument(
         "--mode",
         choices=["async", "sync"],
-        default="async",
+        default=None,
         help="async: create, poll, download (default; resumable, ~2 requests per "
-        "photo); sync: one request per photo that waits for the result",
+        "photo); sync: one request per photo that waits for the result (the default with "
+        "--local, whose in-process tasks end with the run anyway)",
     )
     run.add_argument(
         "--max-in-flight",
@@ -153,6 +154,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
         fail_usage("--max-in-flight must be at least 1")
     if args.local and args.base_url:
         fail_usage("--local and --base-url exclude each other: --local runs its own server")
+    if args.mode is None:
+        args.mode = "sync" if args.local else "async"
     out = Path(args.out)
     key: str | None
     with ExitStack() as stack:
@@ -220,13 +223,28 @@ def _local_server(engine_log: Path) -> Iterator[str]:
         yield stack.enter_context(LocalServer(config, engine=pool)).base_url
 
 
-def _engine_processes(engine: str, processes: int) -> Any:
-    """A started `ProcessEngine` for the local engine; None (the server's own) otherwise."""
+@contextmanager
+def _engine_processes(engine: str, processes: int) -> Iterator[Any]:
+    """A started `ProcessEngine` for the local engine; None (the server's own, in threads)
+    for another engine or when worker processes cannot start (e.g. a script that calls the
+    CLI without an ``if __name__ == "__main__"`` guard)."""
     if engine != "local":
-        return nullcontext()
+        yield None
+        return
     from ..engine._pool import ProcessEngine
 
-    return ProcessEngine(engine, processes)
+    pool = ProcessEngine(engine, processes)
+    try:
+        pool.start()
+    except Exception as exc:  # any start failure: fall back to threads
+        pool.close()
+        error(f"note: engine worker processes did not start ({type(exc).__name__}); threads")
+        yield None
+        return
+    try:
+        yield pool
+    finally:
+        pool.close()
 
 
 def _local_schedule() -> Any:

@@ -7,9 +7,10 @@ process (start-up and model loading included once) into an empty OUT.
 
 Per round: photos/s over the whole process (wall clock, start-up included) and as the CLI's
 summary line says (from its first request); CPU ms/photo is user+sys of the CLI and its
-engine worker processes (``wait4``), start-up included; peak RSS is the largest
-process's. The load average is printed with each row: on a shared machine wall clock also
-counts the time other processes hold the cores, CPU time much less so.
+engine worker processes (``wait4``), start-up included; peak RSS is the resident memory of
+the CLI and its engine workers summed (sampled every 50 ms). The load average is printed
+with each row: on a shared machine wall clock also counts the time other processes hold the
+cores, CPU time much less so.
 """
 
 from __future__ import annotations
@@ -36,6 +37,24 @@ def make_inputs(folder: Path, photos: int) -> None:
         shutil.copyfile(source, folder / f"{i:05d}-{source.name}")
 
 
+def _tree_rss(pid: int) -> int:
+    """Bytes resident in ``pid`` and its children now (Linux /proc; 0 elsewhere)."""
+    total = 0
+    try:
+        children = [
+            int(c)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for c in (task / "children").read_text().split()
+        ]
+        for one in [pid, *children]:
+            for line in Path(f"/proc/{one}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return total
+
+
 def run_once(inputs: Path, out: Path, extra: list[str]) -> tuple[float, float, float, float]:
     """One CLI run: (wall photos/s, summary photos/s, CPU seconds, peak RSS MB)."""
     shutil.rmtree(out, ignore_errors=True)
@@ -45,8 +64,13 @@ def run_once(inputs: Path, out: Path, extra: list[str]) -> tuple[float, float, f
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as cli:
-        # wait4: this run's own rusage (the CLI and the engine workers it waited for).
-        _, status, usage = os.wait4(cli.pid, 0)
+        peak = 0
+        while True:  # the summed RSS of the CLI and its engine workers, sampled
+            peak = max(peak, _tree_rss(cli.pid))
+            pid, status, usage = os.wait4(cli.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.05)
         wall = time.perf_counter() - start
         cli.returncode = os.waitstatus_to_exitcode(status)
         stdout, stderr = cli.communicate()
@@ -55,7 +79,7 @@ def run_once(inputs: Path, out: Path, extra: list[str]) -> tuple[float, float, f
     match = SUMMARY.search(stdout)
     photos = len(list(inputs.iterdir()))
     cpu = usage.ru_utime + usage.ru_stime
-    return photos / wall, float(match.group(1)) if match else 0.0, cpu, usage.ru_maxrss / 1024
+    return photos / wall, float(match.group(1)) if match else 0.0, cpu, peak / 2**20
 
 
 def main() -> None:

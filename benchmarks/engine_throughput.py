@@ -1,9 +1,12 @@
 """Local-engine throughput (photos/s), CPU per photo and peak RSS; one markdown row.
 
-Usage: ``python benchmarks/engine_throughput.py [--photos N] [--threads T] [--size 295x413]
-[--format jpg]``. Inputs are the files in ``samples/`` (cycled); the first photo (model
-loading) is timed apart. ``--threads`` runs that many engine threads at once, as the local
-server's worker pool does (``idphoto batch --local`` runs one per core).
+Usage: ``python benchmarks/engine_throughput.py [--photos N] [--threads T] [--processes P]
+[--size 295x413] [--format jpg]``. Inputs are the files in ``samples/`` (cycled); the first
+photo (model loading) is timed apart. ``--threads`` runs that many engine threads at once, as
+the local server's thread pool does; ``--processes`` runs the engine in that many worker
+processes fed by two threads each, as ``idphoto batch --local`` does (one per core; their CPU
+time is counted, their start-up is not). For the whole CLI run see
+``benchmarks/cli_throughput.py``.
 CPU time per photo is reported beside wall time: on a shared machine wall time also counts
 the time other processes hold the cores; the load average is printed with the row.
 
@@ -27,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from idphoto_async.engine import EngineRequest
+from idphoto_async.engine import EngineRequest, OutputFormat
 from idphoto_async.engine._local import LocalEngine
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -49,11 +52,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--photos", type=int, default=60)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--processes", type=int, default=0)
     parser.add_argument("--size", default="295x413")
     parser.add_argument("--format", choices=("png", "jpg"), default="jpg")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     inputs = [p.read_bytes() for p in sorted(SAMPLES.glob("0*"))]
+    if args.processes:
+        _processes(args.processes, args.photos, inputs, (width, height), args.format)
+        return
     engine = LocalEngine()
 
     start = time.perf_counter()
@@ -96,6 +103,34 @@ def main() -> None:
     print(
         f"| local ({platform.machine()}) | {args.size} | {args.format} | {photos} | {threads} "
         f"| {photos / elapsed:.1f} | {cpu_ms:.0f} | {first * 1000:.0f} ms | {rss_mb:.0f} MB "
+        f"| {load:.2f} |"
+    )
+
+
+def _processes(
+    processes: int, photos: int, inputs: list[bytes], size: tuple[int, int], fmt: OutputFormat
+) -> None:
+    """The engine in ``processes`` worker processes (`ProcessEngine`), two feeder threads each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from idphoto_async.engine._pool import ProcessEngine
+
+    requests = [EngineRequest(inputs[i % len(inputs)], size, fmt) for i in range(photos)]
+    with ProcessEngine("local", processes) as pool:
+        before = os.times()
+        start = time.perf_counter()
+        with ThreadPoolExecutor(2 * processes) as feeders:
+            list(feeders.map(pool.process, requests))
+        elapsed = time.perf_counter() - start
+    # Worker CPU is counted once they exit (after the pool's close), start-up included.
+    after = os.times()
+    cpu = sum(after[:4]) - sum(before[:4])
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print("| engine | size | format | photos | processes | photos/s | CPU ms/photo | load avg |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        f"| local ({platform.machine()}) | {size[0]}x{size[1]} | {fmt} | {photos} | {processes} "
+        f"| {photos / elapsed:.1f} | {1000 * cpu / photos:.0f} (incl. start-up) "
         f"| {load:.2f} |"
     )
 

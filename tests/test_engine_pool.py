@@ -106,3 +106,21 @@ def test_batch_local_defaults_to_one_request_per_photo(tmp_path: Path) -> None:
     assert asked.returncode == 0, asked.stderr
     requests = int(re.search(r"(\d+) API requests", asked.stdout).group(1))  # type: ignore[union-attr]
     assert requests >= 4  # create and query per photo
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        ["engine_throughput.py", "--photos", "4", "--processes", "1"],
+        ["cli_throughput.py", "--photos", "6", "--rounds", "1"],
+    ],
+)
+def test_throughput_scripts_print_their_row(script: list[str]) -> None:
+    pytest.importorskip("ai_edge_litert")
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / script[0]
+    done = subprocess.run(
+        [sys.executable, str(path), *script[1:]], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    row = done.stdout.strip().splitlines()[-1]
+    assert row.startswith("| ") and "photos/s" not in row and row.count("|") >= 8

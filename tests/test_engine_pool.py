@@ -124,3 +124,27 @@ def test_throughput_scripts_print_their_row(script: list[str]) -> None:
     assert done.returncode == 0, done.stderr
     row = done.stdout.strip().splitlines()[-1]
     assert row.startswith("| ") and "photos/s" not in row and row.count("|") >= 8
+
+
+def test_workers_that_cannot_start_leave_the_engine_in_this_process() -> None:
+    """`ready` reports why (the CLI then says so) and `process` runs the engine in-thread."""
+    import multiprocessing
+    from multiprocessing import resource_tracker
+
+    from idphoto_async.engine._basic import BasicEngine
+
+    resource_tracker.ensure_running()  # with the real interpreter, before the swap below
+    spawn = multiprocessing.get_context("spawn")
+    spawn.set_executable("/bin/false")  # every worker dies at once
+    try:
+        pool = ProcessEngine("basic", 2)
+        pool.launch()
+        problem = pool.ready()
+    finally:
+        spawn.set_executable(sys.executable)
+    try:
+        assert problem is not None
+        request = EngineRequest((SAMPLES / "01-head-and-shoulders.jpg").read_bytes(), (60, 80))
+        assert pool.process(request) == BasicEngine().process(request)
+    finally:
+        pool.close()

@@ -218,33 +218,30 @@ def _local_server(engine_log: Path) -> Iterator[str]:
     with ExitStack() as stack:
         stack.enter_context(native_stderr_to(engine_log))
         # The local engine runs in worker processes (one per core, models loaded once
-        # each), so its work does not hold this process's GIL, which HTTP needs.
-        pool = stack.enter_context(_engine_processes(engine, cores))
-        yield stack.enter_context(LocalServer(config, engine=pool)).base_url
+        # each), so its work does not hold this process's GIL, which HTTP needs. They
+        # start while the server does.
+        pool = _engine_processes(engine, cores)
+        if pool is not None:
+            stack.callback(pool.close)
+        server = stack.enter_context(LocalServer(config, engine=pool))
+        problem = pool.ready() if pool is not None else None
+        if problem is not None:  # e.g. a script calling the CLI without a __main__ guard
+            error(
+                f"note: engine worker processes did not start ({type(problem).__name__}); threads"
+            )
+        yield server.base_url
 
 
-@contextmanager
-def _engine_processes(engine: str, processes: int) -> Iterator[Any]:
-    """A started `ProcessEngine` for the local engine; None (the server's own, in threads)
-    for another engine or when worker processes cannot start (e.g. a script that calls the
-    CLI without an ``if __name__ == "__main__"`` guard)."""
+def _engine_processes(engine: str, processes: int) -> Any:
+    """A launched `ProcessEngine` for the local engine (call its ``ready``); None (the
+    server's own engine, in threads) for another."""
     if engine != "local":
-        yield None
-        return
+        return None
     from ..engine._pool import ProcessEngine
 
     pool = ProcessEngine(engine, processes)
-    try:
-        pool.start()
-    except Exception as exc:  # any start failure: fall back to threads
-        pool.close()
-        error(f"note: engine worker processes did not start ({type(exc).__name__}); threads")
-        yield None
-        return
-    try:
-        yield pool
-    finally:
-        pool.close()
+    pool.launch()
+    return pool
 
 
 def _local_schedule() -> Any:

@@ -7,9 +7,11 @@ The server's threads wait on it, so their GIL is free for HTTP while the photos 
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
+import os
 import signal
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing.synchronize import Barrier
 from types import TracebackType
 
@@ -34,6 +36,9 @@ def _start(name: str, everyone: Barrier) -> None:
         signal.signal(number, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):  # blocked by the parent while it started us
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    # At exit skip the interpreter's teardown of numpy and LiteRT (~0.3 s per worker):
+    # a worker holds nothing to flush.
+    atexit.register(os._exit, 0)
     from . import get_engine
 
     _engine = get_engine(name)
@@ -55,8 +60,8 @@ def _ready() -> bool:
 class ProcessEngine:
     """The engine called ``name`` in ``processes`` worker processes (thread-safe ``process``).
 
-    Use it as a context manager, or call `close`; `start` waits until every worker has
-    built its engine (model loading happens there, once per worker).
+    Use it as a context manager (`start` on entry, `close` on exit), or call `launch`, do
+    other work while the workers start and load their models, then `ready`.
     """
 
     def __init__(self, name: str, processes: int) -> None:
@@ -71,9 +76,11 @@ class ProcessEngine:
             initializer=_start,
             initargs=(name, context.Barrier(processes)),
         )
+        self._starting: list[Future[bool]] = []
+        self._fallback: Engine | None = None
 
-    def start(self) -> None:
-        """Start every worker and wait until each has its engine (raises if one fails)."""
+    def launch(self) -> None:
+        """Start every worker process; returns at once (see `ready`)."""
         # The workers inherit this thread's signal mask: a Ctrl-C while they import does
         # not kill them (their initializer ignores it, then unblocks it).
         blocking = hasattr(signal, "pthread_sigmask")
@@ -81,15 +88,42 @@ class ProcessEngine:
             previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
             # Each submit with no idle worker starts one more process, up to ``processes``.
-            futures = [self._pool.submit(_ready) for _ in range(self.processes)]
+            for _ in range(self.processes):
+                self._starting.append(self._pool.submit(_ready))
+        except Exception as exc:  # a worker died already: `ready` reports it
+            failed: Future[bool] = Future()
+            failed.set_exception(exc)
+            self._starting.append(failed)
         finally:
             if blocking:
                 signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        for future in futures:
-            future.result()
+
+    def ready(self) -> Exception | None:
+        """Wait until every worker has its engine; None, or the error that kept one from
+        starting: then the workers are stopped and `process` runs the engine in the calling
+        thread (as the server's threads did before)."""
+        try:
+            for future in self._starting:
+                future.result()
+        except Exception as exc:
+            self.close()
+            from . import get_engine
+
+            self._fallback = get_engine(self.name)
+            return exc
+        return None
+
+    def start(self) -> None:
+        """`launch` and wait until every worker has its engine (raises if one fails)."""
+        self.launch()
+        problem = self.ready()
+        if problem is not None:
+            raise problem
 
     def process(self, request: EngineRequest) -> EngineResult:
         """Make the ID photo in a worker process (blocks this thread until it is done)."""
+        if self._fallback is not None:
+            return self._fallback.process(request)
         return self._pool.submit(_process, request).result()
 
     def close(self) -> None:

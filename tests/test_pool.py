@@ -84,6 +84,28 @@ async def test_the_first_request_makes_no_pool_or_tls_context(
     assert transport.shard_count == 1
 
 
+async def local_port(http: httpx.AsyncClient, url: str) -> int:
+    """The client-side port of the connection that served a GET of ``url``."""
+    async with http.stream("GET", url) as response:
+        port: int = response.extensions["network_stream"].get_extra_info("client_addr")[1]
+        await response.aread()
+    return port
+
+
+async def test_idle_connections_expire(servers: tuple[LocalServer, LocalServer]) -> None:
+    """Idle connections are dropped after ``keepalive_expiry`` (2 s by default, below the 5 s
+    servers such as uvicorn keep them), kept within it."""
+    url = servers[0].base_url + STATS
+    transport = ShardedTransport(2, keepalive_expiry=0.05)
+    async with httpx.AsyncClient(transport=transport) as http:
+        first = await local_port(http, url)
+        await anyio.sleep(0.3)  # well past the expiry
+        second = await local_port(http, url)
+    assert first != second
+    async with httpx.AsyncClient(transport=ShardedTransport(2)) as http:
+        assert await local_port(http, url) == await local_port(http, url)
+
+
 async def test_more_requests_than_connections_wait_in_a_pool(
     servers: tuple[LocalServer, LocalServer],
 ) -> None:

@@ -91,7 +91,13 @@ def main() -> None:
     start_monotonic = time.monotonic()
     sampler.start()
     profile = spec.get("profile")
-    if profile:  # pyinstrument text profile of the run (for diagnosis, not timings)
+    if profile and profile.endswith(".pstats"):  # cProfile, main thread CPU time (diagnosis)
+        import cProfile
+
+        with cProfile.Profile(time.thread_time) as cprofiler:
+            _run(spec, progress)
+        cprofiler.dump_stats(profile)
+    elif profile:  # pyinstrument text profile of the run (for diagnosis, not timings)
         from pyinstrument import Profiler
 
         with Profiler(async_mode="disabled") as profiler:

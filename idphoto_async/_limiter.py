@@ -8,7 +8,7 @@ request on its own) must back off, or retries keep the window full and starve th
 
 `TokenBucketLimiter` is per event loop: share one instance between any number of
 clients and tasks of one loop (one key, many clients). Several processes sharing one key
-need a shared store (a Redis-backed `Limiter` is planned).
+need a shared store: `idphoto_async.RedisLimiter`.
 """
 
 from __future__ import annotations
@@ -64,9 +64,10 @@ class Limiter(Protocol):
         priority: bool = False,
     ) -> Reservation:
         """Like `acquire`, but return a `Reservation`: call its ``sent()`` when the request
-        really leaves. A limiter that counts requests from the grant returns
-        ``Reservation()`` (whose ``sent`` does nothing); `TokenBucketLimiter` re-stamps the
-        slot with the real departure time."""
+        really leaves (and await its ``publish()`` when it is ``shared``). A limiter that
+        counts requests from the grant returns ``Reservation()`` (whose ``sent`` does
+        nothing); `TokenBucketLimiter` re-stamps the slot with the real departure time, a
+        shared limiter (`idphoto_async.RedisLimiter`) pushes it to its store in ``publish``."""
         ...
 
     async def acquire(
@@ -99,13 +100,33 @@ class Reservation:
     out no slot that could share a window with it; `sent` pins it to its real departure
     time. Idempotent; a reservation dropped without `sent` may keep blocking its window
     place, so call it in a ``finally`` (with no argument it stamps the current time).
+
+    A limiter shared between processes also passes ``publish``: the departure only counts
+    for the other processes once `publish` (async: a call to the shared store) has run, so
+    await it right after `sent` when `shared` (until then the slot keeps its place).
     """
 
-    __slots__ = ("_depart", "_done")
+    __slots__ = ("_depart", "_done", "_publish", "_published")
 
-    def __init__(self, depart: Callable[[float | None], None] | None = None) -> None:
+    def __init__(
+        self,
+        depart: Callable[[float | None], None] | None = None,
+        publish: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._depart = depart
         self._done = False
+        self._publish = publish
+        self._published = publish is None
+
+    @property
+    def shared(self) -> bool:
+        """Whether the departure must also be pushed to a shared store (`publish`)."""
+        return self._publish is not None
+
+    @property
+    def unpublished(self) -> bool:
+        """Whether `publish` still has a departure to push."""
+        return not self._published
 
     @property
     def is_sent(self) -> bool:
@@ -119,6 +140,19 @@ class Reservation:
         self._done = True
         if self._depart is not None:
             self._depart(at)
+
+    async def publish(self) -> None:
+        """Record the departure (`sent`, now, unless done) and push it to the shared store.
+
+        Returns at once for an in-process limiter; idempotent once it has completed (a
+        cancelled call may be repeated). Never raises for a store that is unreachable: the
+        limiter logs it, and the slot keeps its place until its pending time runs out.
+        """
+        self.sent()
+        if self._publish is None or self._published:
+            return
+        await self._publish()
+        self._published = True
 
 
 class _Waiter(Waiter):

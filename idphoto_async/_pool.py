@@ -43,6 +43,13 @@ class ShardedTransport(httpx.AsyncBaseTransport):
     fewer than ``max_connections`` are open to its origin. Pools are made as the load needs
     them, and all share one TLS context (making one loads the CA bundle: ~40 ms).
     ``transport_options`` go to each pool's ``httpx.AsyncHTTPTransport``.
+
+    Everything slow is done here, not on a request's way out: the TLS context and the first
+    pool (whose making imports httpcore: 60-110 ms measured on a loaded machine) are made
+    now, so a request that already holds its rate-limiter slot leaves within a few
+    milliseconds (later pools cost microseconds). (A first request that left 65-114 ms after its
+    slot, while the next ones left on time, put five arrivals in one second at a strict
+    server: a 429 behind `idphoto_async.RedisLimiter`, which cannot re-stamp departures.)
     """
 
     def __init__(
@@ -50,6 +57,7 @@ class ShardedTransport(httpx.AsyncBaseTransport):
         max_connections: int,
         *,
         shard_size: int = DEFAULT_SHARD_SIZE,
+        keepalive_expiry: float | None = KEEPALIVE_EXPIRY,
         verify: ssl.SSLContext | bool = True,
         **transport_options: Any,
     ) -> None:
@@ -57,14 +65,18 @@ class ShardedTransport(httpx.AsyncBaseTransport):
             raise ValueError("max_connections and shard_size must be at least 1")
         self._max_shards = math.ceil(max_connections / shard_size)
         per_shard = math.ceil(max_connections / self._max_shards)
-        self._limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
+        self._limits = httpx.Limits(
+            max_connections=per_shard,
+            max_keepalive_connections=per_shard,
+            keepalive_expiry=keepalive_expiry,
+        )
         self._per_shard = per_shard
-        self._verify = verify
-        self._ssl_context: ssl.SSLContext | None = (
-            verify if isinstance(verify, ssl.SSLContext) else None
+        self._verify: ssl.SSLContext | bool = (
+            httpx.create_ssl_context(verify=True, trust_env=False) if verify is True else verify
         )
         self._options = transport_options
         self._origins: dict[tuple[bytes, bytes, int | None], _ShardGroup] = {}
+        self._spare: httpx.AsyncHTTPTransport | None = self._make_shard()
 
     @property
     def shard_count(self) -> int:
@@ -96,18 +108,21 @@ class ShardedTransport(httpx.AsyncBaseTransport):
             extensions=response.extensions,
         )
 
+    def _make_shard(self) -> httpx.AsyncHTTPTransport:
+        return httpx.AsyncHTTPTransport(verify=self._verify, limits=self._limits, **self._options)
+
     def _new_shard(self) -> httpx.AsyncHTTPTransport:
-        verify: ssl.SSLContext | bool = self._verify
-        if verify is True:
-            if self._ssl_context is None:
-                self._ssl_context = httpx.create_ssl_context(verify=True, trust_env=False)
-            verify = self._ssl_context
-        return httpx.AsyncHTTPTransport(verify=verify, limits=self._limits, **self._options)
+        """The spare pool (made in advance), or a new one."""
+        shard, self._spare = self._spare, None
+        return shard if shard is not None else self._make_shard()
 
     async def aclose(self) -> None:
         for group in self._origins.values():
             for shard in group.shards:
                 await shard.aclose()
+        if self._spare is not None:
+            await self._spare.aclose()
+            self._spare = None
 
 
 class _ShardGroup:
@@ -154,19 +169,10 @@ class _CountedStream(httpx.AsyncByteStream):
 
 
 def make_http_client(max_connections: int, timeout: httpx.Timeout) -> httpx.AsyncClient:
-    """The ``httpx.AsyncClient`` a client makes for itself: one httpx pool, no redirects, no
-    proxies from the environment, TLS verified.
-
-    `ShardedTransport` is not the default yet: behind it, three processes sharing a key
-    through `RedisLimiter` (which cannot re-stamp departures) earned a 429 in
-    tests/test_cli_redis.py, where the plain pool earns none.
-    """
+    """The ``httpx.AsyncClient`` a client makes for itself: a `ShardedTransport`, no
+    redirects, no proxies from the environment, TLS verified."""
     return httpx.AsyncClient(
-        limits=httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=KEEPALIVE_EXPIRY,
-        ),
+        transport=ShardedTransport(max_connections, trust_env=False),
         timeout=timeout,
         follow_redirects=False,
         trust_env=False,

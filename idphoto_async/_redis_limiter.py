@@ -5,8 +5,12 @@ reads the Redis server's ``TIME``, so callers with skewed clocks still agree. It
 (slot granted) or the milliseconds to wait; `RedisLimiter.acquire` sleeps that long and
 asks again. Grants are spaced ``(1 + margin) / floor(qps)`` seconds apart (``(1 + margin) /
 qps`` below 1 QPS), exactly like `idphoto_async._limiter.TokenBucketLimiter` with
-``burst=1``, so a server that allows ``floor(qps)`` arrivals in any closed 1 s window never
-sees one too many, whatever the number of workers.
+``burst=1``, and like it the script keeps a window over the requests' real departures: a
+slot taken with `RedisLimiter.reserve` is pending (it may leave at any moment) until its
+`idphoto_async._limiter.Reservation.publish` stamps its departure on the server's clock, and
+no slot is granted while ``floor(qps)`` requests left (or may leave) within one window. So a
+server that allows ``floor(qps)`` arrivals in any closed 1 s window never sees one too many,
+whatever the number of workers and however late a request leaves after its grant.
 
 Backends: on asyncio the calls go through ``redis.asyncio``; on trio (which ``redis.asyncio``
 does not support) through a synchronous ``redis.Redis`` in anyio worker threads.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import math
 import uuid
@@ -45,9 +50,9 @@ __all__ = ["DEFAULT_REDIS_URL", "LimiterUnavailableError", "RedisLimiter"]
 REDIS_DEFAULT_MARGIN = 0.04
 """Relative safety margin of `RedisLimiter` (4 %: 40 ms per second of window).
 
-Larger than the in-process limiter's: a slot granted in Redis is not re-stamped when its
-request really leaves (a new connection's handshake, event-loop lag in one of many
-processes), so the margin has to absorb those delays too.
+Slots taken with `RedisLimiter.reserve` count from their requests' real departures (as in
+the in-process limiter; a stamp errs late by the way to Redis, never early), so the margin
+covers the transit from every worker to the API server and the jitter of its clock.
 """
 
 logger = logging.getLogger("idphoto_async.limiter")
@@ -61,17 +66,23 @@ _parse_url: Callable[[str], dict[str, Any]] = redis.connection.parse_url  # unty
 _RECHECK_AFTER: Final = 5.0  # seconds on the local fallback before trying Redis again
 _IDLE_TTL_US: Final = 60_000_000  # the state key outlives its last use by a minute
 _MAX_GRACE: Final = 0.05  # seconds a slot stays reserved for the caller that claimed it
+_MAX_PENDING_TTL: Final = 30.0  # seconds, so the state key (kept a minute) outlives them
 
 # KEYS[1]: one hash (so one cluster slot) with tat, paused_until, recover_from (microseconds
-# of the server's TIME), floor (the rate factor right after the last slowdown), and one field
-# "q:<caller id>" = "<since>,<deadline>" per process waiting for a slot.
-# ARGV: op ("acquire" | "limited" | "ping"), spacing_us, decrease, min_factor, quiet_us,
-#       recovery_per_us, pause_us ("limited"), idle_ttl_us, caller id, grace_us,
-#       max_wait_us (-1: no limit).
-# Returns 0 when a slot is granted (acquire) or recorded (limited), else the ms to wait.
+# of the server's TIME), floor (the rate factor right after the last slowdown), one field
+# "q:<caller id>" = "<since>,<deadline>" per process waiting for a slot, and one field
+# "s:<slot id>" per recent slot: "<departure>" once its request left, "p<expiry>" while it
+# is pending (granted, not yet reported sent: it counts as leaving at every decision).
+# ARGV: op ("acquire" | "sent" | "limited" | "ping"), spacing_us, decrease, min_factor,
+#       quiet_us, recovery_per_us, pause_us ("limited"), idle_ttl_us, caller id, grace_us,
+#       max_wait_us (-1: no limit), window_us, limit, slot id, pending_us (0: the request
+#       leaves at the grant, else the pending slot's lifetime), elapsed_us ("sent": how long
+#       ago the request left).
+# Returns 0 when a slot is granted (acquire) or recorded (sent, limited), else the ms to wait.
 # Fairness between processes: a free slot goes to the caller that has waited longest (FIFO
 # by first refusal); a waiter that does not come back within grace_us of its wake-up time
-# (cancelled, timed out, dead) loses its place.
+# (cancelled, timed out, dead) loses its place. Window over departures: a grant needs fewer
+# than `limit` slots departed within the last window_us, pending ones included.
 _LUA: Final = """
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local key = KEYS[1]
@@ -81,8 +92,17 @@ local decrease = tonumber(ARGV[3])
 local min_factor = tonumber(ARGV[4])
 local quiet = tonumber(ARGV[5])
 local recovery = tonumber(ARGV[6])
+local window = tonumber(ARGV[12])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local function num(x) return string.format('%.0f', x) end
+local function ms(x) return math.max(1, math.ceil(x / 1000)) end
+if op == 'sent' then
+  redis.call('HSET', key, 's:' .. ARGV[14], num(now - math.max(0, tonumber(ARGV[16]))))
+  local keep = math.ceil((window + tonumber(ARGV[8])) / 1000)
+  if redis.call('PTTL', key) < keep then redis.call('PEXPIRE', key, keep) end
+  return 0
+end
 local s = redis.call('HMGET', key, 'tat', 'paused_until', 'floor', 'recover_from')
 local tat = tonumber(s[1]) or 0
 local paused = tonumber(s[2]) or 0
@@ -92,18 +112,20 @@ local function factor(at)
   if at <= recover_from then return floor_f end
   return math.min(1, floor_f + (at - recover_from) * recovery)
 end
-local function num(x) return string.format('%.0f', x) end
-local function ms(x) return math.max(1, math.ceil(x / 1000)) end
 if op == 'acquire' then
   local mine = 'q:' .. ARGV[9]
   local grace = tonumber(ARGV[10])
   local max_wait = tonumber(ARGV[11])
+  local limit = tonumber(ARGV[13])
+  local pending_for = tonumber(ARGV[15])
   local my_since = now
   local first, first_since, first_deadline = nil, nil, nil
+  local departed, pending, pending_end = {}, 0, now + pending_for
   local all = redis.call('HGETALL', key)
   for i = 1, #all, 2 do
     local field = all[i]
-    if string.sub(field, 1, 2) == 'q:' then
+    local kind = string.sub(field, 1, 2)
+    if kind == 'q:' then
       local since, deadline = string.match(all[i + 1], '([^,]+),([^,]+)')
       since, deadline = tonumber(since), tonumber(deadline)
       if field == mine then my_since = since end
@@ -112,16 +134,47 @@ if op == 'acquire' then
       elseif first == nil or since < first_since or (since == first_since and field < first) then
         first, first_since, first_deadline = field, since, deadline
       end
+    elseif kind == 's:' then
+      local value = all[i + 1]
+      if string.sub(value, 1, 1) == 'p' then
+        local expiry = tonumber(string.sub(value, 2))
+        if expiry <= now then
+          redis.call('HDEL', key, field)
+        else
+          pending = pending + 1
+          pending_end = math.max(pending_end, expiry)
+        end
+      elseif tonumber(value) + window <= now then
+        redis.call('HDEL', key, field)
+      else
+        departed[#departed + 1] = {tonumber(value), field}
+      end
     end
   end
+  table.sort(departed, function(a, b) return a[1] < b[1] end)
+  while #departed > limit do
+    redis.call('HDEL', key, departed[1][2])
+    table.remove(departed, 1)
+  end
   local slot = math.max(tat, paused)
+  local free = limit - pending
+  if free > 0 and #departed >= free then
+    slot = math.max(slot, departed[#departed - free + 1][1] + window)
+  end
   local wait
-  if slot > now then
+  if free <= 0 then
+    wait = math.max(1000, math.min(10000, grace))  -- every place pending: poll for a stamp
+  elseif slot > now then
     wait = slot - now
   elseif first == nil or first == mine then
     tat = math.max(tat, now) + spacing / factor(now)
     redis.call('HSET', key, 'tat', num(tat))
     redis.call('HDEL', key, mine)
+    if pending_for > 0 then
+      redis.call('HSET', key, 's:' .. ARGV[14], 'p' .. num(now + pending_for))
+    else
+      redis.call('HSET', key, 's:' .. ARGV[14], num(now))
+    end
     wait = 0
   else
     wait = math.max(1000, math.min(grace, first_deadline - now))
@@ -133,8 +186,8 @@ if op == 'acquire' then
     end
     redis.call('HSET', key, mine, num(my_since) .. ',' .. num(now + wait + grace))
   end
-  local ttl = math.max(tat, recover_from + (1 - floor_f) / recovery) - now + tonumber(ARGV[8])
-  redis.call('PEXPIRE', key, math.max(1000, math.ceil(ttl / 1000)))
+  local last = math.max(tat, recover_from + (1 - floor_f) / recovery, pending_end + window)
+  redis.call('PEXPIRE', key, math.max(1000, math.ceil((last - now + tonumber(ARGV[8])) / 1000)))
   if wait > 0 then return ms(wait) end
   return 0
 elseif op == 'limited' then
@@ -238,6 +291,9 @@ class RedisLimiter:
             until Redis answers again (retried every 5 s).
         expected_workers: how many processes share the key; required with ``"local"``.
         socket_timeout: seconds for connecting and for each Redis call (own client only).
+        pending_ttl: seconds a slot taken with `reserve` holds its place while its request
+            is not reported sent (a process that died, a stamp that Redis never got); at
+            most 30.
     """
 
     def __init__(
@@ -251,11 +307,18 @@ class RedisLimiter:
         fail_mode: FailMode = "closed",
         expected_workers: int | None = None,
         socket_timeout: float = 2.0,
+        pending_ttl: float = 10.0,
     ) -> None:
         if isinstance(qps, bool) or not isinstance(qps, int | float) or not 0 < qps < math.inf:
             raise ValueError(f"qps must be a positive number, got {qps!r}")
         if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin < 1:
             raise ValueError(f"margin must be in [0, 1), got {margin!r}")
+        if (
+            isinstance(pending_ttl, bool)
+            or not isinstance(pending_ttl, int | float)
+            or not 0 < pending_ttl <= _MAX_PENDING_TTL
+        ):
+            raise ValueError(f"pending_ttl must be in (0, 30] seconds, got {pending_ttl!r}")
         if not isinstance(key, str) or not key:
             raise ValueError("key must be a non-empty string")
         if fail_mode not in ("closed", "local"):
@@ -286,11 +349,14 @@ class RedisLimiter:
         self._fail_mode: FailMode = fail_mode
         self._expected_workers = expected_workers
         self._socket_timeout = socket_timeout
+        self._pending_ttl = float(pending_ttl)
         limit = math.floor(qps + 1e-9)
+        self._limit = max(1, limit)
         self._spacing = (1.0 + margin) / (limit if limit >= 1 else qps)
         self._window = (1.0 + margin) * max(1.0, 1.0 / qps)
         self._injected = client
         self._id = uuid.uuid4().hex
+        self._slot_ids = itertools.count()
         self._aclient: redis.asyncio.Redis | None = None
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._sclient: redis.Redis | None = None
@@ -385,8 +451,25 @@ class RedisLimiter:
         Fails at once with `LimiterTimeoutError` when the wait (the queue ahead in
         this process, or the wait Redis announces) already exceeds ``timeout``. Raises
         `LimiterUnavailableError` when Redis is unreachable and ``fail_mode`` is
-        ``"closed"``.
+        ``"closed"``. The request counts as sent at the grant.
         """
+        await self._take(timeout, priority, reserve=False)
+
+    async def reserve(
+        self,
+        *,
+        timeout: float | None = None,
+        priority: bool = False,
+    ) -> Reservation:
+        """Like `acquire`, but the request counts from its departure.
+
+        Until the returned reservation is published (`Reservation.publish`, one more Redis
+        call, which the client makes when the request's headers have left), the slot holds
+        a place in every window of every process on the key, for at most ``pending_ttl``.
+        """
+        return await self._take(timeout, priority, reserve=True)
+
+    async def _take(self, timeout: float | None, priority: bool, *, reserve: bool) -> Reservation:
         if timeout is not None and math.isnan(timeout):
             raise ValueError("timeout must be a number or None")
         await anyio.lowlevel.checkpoint_if_cancelled()
@@ -402,21 +485,10 @@ class RedisLimiter:
             self._sleep_scope.cancel()  # a priority caller displaced a sleeping head
             self._sleep_scope = None
         try:
-            await self._wait_for_slot(waiter, timeout, deadline)
+            return await self._wait_for_slot(waiter, timeout, deadline, reserve)
         finally:
             self._queue.leave(waiter)
             self._queue.wake_head()
-
-    async def reserve(
-        self,
-        *,
-        timeout: float | None = None,
-        priority: bool = False,
-    ) -> Reservation:
-        """`acquire`, as a plain `Reservation` (a slot granted in Redis is not re-stamped
-        when its request leaves: `REDIS_DEFAULT_MARGIN` covers that delay)."""
-        await self.acquire(timeout=timeout, priority=priority)
-        return Reservation()
 
     async def on_rate_limited(self, retry_after: float | None = None) -> None:
         """Report a 429: every process on the key pauses, then the shared rate slows down.
@@ -441,8 +513,9 @@ class RedisLimiter:
     # -- internals -------------------------------------------------------------------------
 
     async def _wait_for_slot(
-        self, waiter: Waiter, requested: float | None, deadline: float
-    ) -> None:
+        self, waiter: Waiter, requested: float | None, deadline: float, reserve: bool
+    ) -> Reservation:
+        slot = f"{self._id}:{next(self._slot_ids)}"
         while True:
             if self._queue.head() is not waiter:
                 with anyio.move_on_after(deadline - anyio.current_time()):
@@ -451,10 +524,14 @@ class RedisLimiter:
                 self._queue.leave(waiter)
                 raise self._timeout(requested, waiter.priority)
             if self._fallback is not None and anyio.current_time() < self._local_until:
-                await self._acquire_local(waiter, requested, deadline)
-                return
+                return await self._acquire_local(waiter, requested, deadline, reserve)
             try:
-                wait = await self._call("acquire", max_wait=deadline - anyio.current_time())
+                wait = await self._call(
+                    "acquire",
+                    max_wait=deadline - anyio.current_time(),
+                    slot=slot,
+                    pending=self._pending_ttl if reserve else 0.0,
+                )
             except LimiterUnavailableError:
                 if self._fallback is None:
                     raise
@@ -466,7 +543,7 @@ class RedisLimiter:
                 logger.info("Redis at %s answers again; the rate limit is shared again", self._url)
             if wait <= 0:
                 self._grant(waiter)
-                return
+                return self._reservation(slot) if reserve else Reservation()
             self._next_hint = now + wait
             if now + wait > deadline + _EPS:
                 raise LimiterTimeoutError(
@@ -481,17 +558,45 @@ class RedisLimiter:
                         self._sleep_scope = None
 
     async def _acquire_local(
-        self, waiter: Waiter, requested: float | None, deadline: float
-    ) -> None:
+        self, waiter: Waiter, requested: float | None, deadline: float, reserve: bool
+    ) -> Reservation:
         assert self._fallback is not None
         remaining = None if requested is None else max(0.0, deadline - anyio.current_time())
         try:
-            await self._fallback.acquire(timeout=remaining, priority=waiter.priority)
+            if reserve:
+                reservation = await self._fallback.reserve(
+                    timeout=remaining, priority=waiter.priority
+                )
+            else:
+                await self._fallback.acquire(timeout=remaining, priority=waiter.priority)
+                reservation = Reservation()
         except LimiterTimeoutError as exc:
             raise LimiterTimeoutError(
                 requested if requested is not None else 0.0, retry_after=exc.retry_after
             ) from None
         self._grant(waiter)
+        return reservation
+
+    def _reservation(self, slot: str) -> Reservation:
+        """A reservation whose `Reservation.publish` stamps ``slot``'s departure in Redis."""
+        departed = math.nan
+
+        def depart(at: float | None) -> None:
+            nonlocal departed
+            departed = anyio.current_time() if at is None else at
+
+        async def publish() -> None:
+            elapsed = anyio.current_time() - departed
+            try:
+                await self._call("sent", slot=slot, elapsed=elapsed if elapsed > 0 else 0.0)
+            except LimiterUnavailableError as exc:
+                logger.warning(
+                    "%s; the slot keeps its place in the shared window for %g s",
+                    exc,
+                    self._pending_ttl,
+                )
+
+        return Reservation(depart, publish)
 
     def _degrade(self) -> None:
         if self._local_until == -math.inf:
@@ -522,7 +627,9 @@ class RedisLimiter:
             return 0.0
         return max(0.0, self._next_hint - now) + ahead * self._spacing
 
-    def _args(self, op: str, pause: float, max_wait: float) -> list[str]:
+    def _args(
+        self, op: str, pause: float, max_wait: float, slot: str, pending: float, elapsed: float
+    ) -> list[str]:
         tb = TokenBucketLimiter
         return [
             op,
@@ -536,11 +643,25 @@ class RedisLimiter:
             self._id,
             f"{min(_MAX_GRACE, self._spacing / 4) * 1e6:.0f}",
             f"{max_wait * 1e6:.0f}" if math.isfinite(max_wait) else "-1",
+            f"{self._window * 1e6:.0f}",
+            str(self._limit),
+            slot,
+            f"{pending * 1e6:.0f}",
+            f"{elapsed * 1e6:.0f}",
         ]
 
-    async def _call(self, op: str, pause: float = 0.0, max_wait: float = math.inf) -> float:
+    async def _call(
+        self,
+        op: str,
+        pause: float = 0.0,
+        max_wait: float = math.inf,
+        *,
+        slot: str = "",
+        pending: float = 0.0,
+        elapsed: float = 0.0,
+    ) -> float:
         """Run the script; the seconds to wait (0: granted or recorded)."""
-        args = self._args(op, pause, max(0.0, max_wait))
+        args = self._args(op, pause, max(0.0, max_wait), slot, pending, elapsed)
         try:
             if _on_asyncio() and not isinstance(self._injected, redis.Redis):
                 ascript = self._async_script()

@@ -25,7 +25,7 @@ only ever adds a deadline.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import anyio
@@ -56,7 +56,8 @@ class PhaseDeadline:
 
     Use it as ``with deadline.scope:`` around sending and reading, pass `trace` as the
     request's ``trace`` extension, call `reading_body` once the headers are in, and check
-    `expired` after the scope.
+    `expired` after the scope. ``on_headers_sent`` runs when the request's headers have
+    left; if it returns an awaitable, that is awaited before the body is sent.
     """
 
     def __init__(
@@ -65,7 +66,7 @@ class PhaseDeadline:
         *,
         body_factor: float,
         upload_bytes: int = 0,
-        on_headers_sent: Callable[[], object] | None = None,
+        on_headers_sent: Callable[[], Awaitable[None] | None] | None = None,
     ) -> None:
         self.read = _seconds(timeout.read)
         self.body_factor = body_factor
@@ -110,4 +111,6 @@ class PhaseDeadline:
         elif event in _SENDING:
             self.sent_anything = True
         elif event in _HEADERS_SENT and self.on_headers_sent is not None:
-            self.on_headers_sent()
+            pending = self.on_headers_sent()  # an awaitable: push the departure (shared limiter)
+            if pending is not None:
+                await pending

@@ -222,9 +222,10 @@ class ApiCaller:
             )
             if files is not None:
                 _join_small_body(request)
+            on_sent = reservation.publish if reservation.shared else reservation.sent
             async with self.connection_slots():
                 self.requests_sent += 1
-                response, body = await self._exchange(request, timeout, reservation.sent)
+                response, body = await self._exchange(request, timeout, on_sent)
             outcome = response.status_code
             return await self._interpret(method, url, response, body, parse)
         except _Failure as failure:
@@ -236,6 +237,9 @@ class ApiCaller:
             raise
         finally:
             reservation.sent()  # no headers went out (error, mock transport): now
+            if reservation.unpublished:  # a shared limiter: tell the other processes too
+                with anyio.CancelScope(shield=True):
+                    await reservation.publish()
             logger.debug(
                 "%s %s -> %s in %.0f ms (attempt %d)",
                 method,
@@ -246,7 +250,10 @@ class ApiCaller:
             )
 
     async def _exchange(
-        self, request: httpx.Request, timeout: httpx.Timeout, on_sent: Callable[[], None]
+        self,
+        request: httpx.Request,
+        timeout: httpx.Timeout,
+        on_sent: Callable[[], Awaitable[None] | None],
     ) -> tuple[httpx.Response, bytes]:
         """Send ``request`` and read the whole (capped) answer, every phase bounded."""
         length = request.headers.get("Content-Length", "")

@@ -205,6 +205,25 @@ async def test_reserved_slots_sent_at_once_keep_the_spacing() -> None:
     assert limiter.unsent == 0
 
 
+async def test_publish_sends_then_pushes_once_and_is_a_no_op_in_process() -> None:
+    limiter, _ = make(2.0)
+    local = await limiter.reserve()
+    assert not local.shared and not local.unpublished
+    await local.publish()  # an in-process limiter has nothing to push: it only records
+    assert local.is_sent and limiter.unsent == 0
+    stamps: list[float | None] = []
+    pushed: list[str] = []
+
+    async def push() -> None:
+        pushed.append("stamp")
+
+    shared = Reservation(stamps.append, push)
+    assert shared.shared and shared.unpublished
+    await shared.publish()
+    await shared.publish()
+    assert (stamps, pushed, shared.unpublished) == ([None], ["stamp"], False)
+
+
 async def test_a_late_departure_pushes_the_window_back() -> None:
     limiter, clock = make(2.0)
     first = await limiter.reserve()  # granted at T0 ...

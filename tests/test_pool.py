@@ -59,6 +59,53 @@ async def test_each_origin_has_its_own_pools(servers: tuple[LocalServer, LocalSe
         assert transport.open_requests == 3
 
 
+async def test_the_first_request_makes_no_pool_or_tls_context(
+    servers: tuple[LocalServer, LocalServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Made lazily they cost 40-110 ms after the rate limiter's grant (importing httpcore,
+    loading the CA bundle): enough to put 5 arrivals in one second behind RedisLimiter."""
+    transport = ShardedTransport(4, shard_size=1)
+    made: list[str] = []
+    real_transport, real_context = httpx.AsyncHTTPTransport, httpx.create_ssl_context
+
+    def pool(*args: object, **kwargs: object) -> httpx.AsyncHTTPTransport:
+        made.append("pool")
+        return real_transport(*args, **kwargs)  # type: ignore[arg-type]
+
+    def context(*args: object, **kwargs: object) -> object:
+        made.append("tls context")
+        return real_context(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx, "AsyncHTTPTransport", pool)
+    monkeypatch.setattr(httpx, "create_ssl_context", context)
+    async with httpx.AsyncClient(transport=transport) as http:
+        assert (await http.get(servers[0].base_url + STATS)).status_code == 200
+    assert made == []
+    assert transport.shard_count == 1
+
+
+async def local_port(http: httpx.AsyncClient, url: str) -> int:
+    """The client-side port of the connection that served a GET of ``url``."""
+    async with http.stream("GET", url) as response:
+        port: int = response.extensions["network_stream"].get_extra_info("client_addr")[1]
+        await response.aread()
+    return port
+
+
+async def test_idle_connections_expire(servers: tuple[LocalServer, LocalServer]) -> None:
+    """Idle connections are dropped after ``keepalive_expiry`` (2 s by default, below the 5 s
+    servers such as uvicorn keep them), kept within it."""
+    url = servers[0].base_url + STATS
+    transport = ShardedTransport(2, keepalive_expiry=0.05)
+    async with httpx.AsyncClient(transport=transport) as http:
+        first = await local_port(http, url)
+        await anyio.sleep(0.3)  # well past the expiry
+        second = await local_port(http, url)
+    assert first != second
+    async with httpx.AsyncClient(transport=ShardedTransport(2)) as http:
+        assert await local_port(http, url) == await local_port(http, url)
+
+
 async def test_more_requests_than_connections_wait_in_a_pool(
     servers: tuple[LocalServer, LocalServer],
 ) -> None:

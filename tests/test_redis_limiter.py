@@ -19,7 +19,8 @@ import redis
 import redis.asyncio
 from redis_server import free_port, running_redis_server
 
-from idphoto_async._errors import IDPhotoError, LimiterTimeoutError
+from idphoto_async._client import AsyncIDPhotoClient
+from idphoto_async._errors import APIConnectionError, APIError, IDPhotoError, LimiterTimeoutError
 from idphoto_async._limiter import Limiter, Reservation
 from idphoto_async._redis_limiter import (
     REDIS_DEFAULT_MARGIN,
@@ -27,6 +28,7 @@ from idphoto_async._redis_limiter import (
     RedisLimiter,
     redact_url,
 )
+from idphoto_async.testing import LocalServer
 
 
 @pytest.fixture(scope="module")
@@ -407,7 +409,7 @@ def test_one_limiter_across_successive_event_loops(redis_url: str, key: str) -> 
 
 
 @pytest.mark.anyio
-async def test_reserve_gives_a_plain_reservation_and_waiting_counts_the_queue(
+async def test_reserve_gives_a_shared_reservation_and_waiting_counts_the_queue(
     redis_url: str, key: str
 ) -> None:
     limiter = RedisLimiter(redis_url, key=key, qps=5.0)
@@ -415,8 +417,9 @@ async def test_reserve_gives_a_plain_reservation_and_waiting_counts_the_queue(
         assert isinstance(limiter, Limiter)
         reservation = await limiter.reserve()
         assert isinstance(reservation, Reservation) and not reservation.is_sent
-        reservation.sent()
-        assert reservation.is_sent
+        assert reservation.shared and reservation.unpublished
+        await reservation.publish()
+        assert reservation.is_sent and not reservation.unpublished
         async with anyio.create_task_group() as tg:
             for _ in range(2):
                 tg.start_soon(limiter.acquire)
@@ -425,3 +428,101 @@ async def test_reserve_gives_a_plain_reservation_and_waiting_counts_the_queue(
         assert limiter.waiting == 0 and limiter.acquired == 3
     finally:
         await limiter.aclose()
+
+
+# -- departures: the window counts when requests really left ------------------------------
+
+
+def slot_fields(redis_url: str, key: str) -> dict[bytes, bytes]:
+    state = redis.Redis.from_url(redis_url).hgetall(key)
+    return {field: value for field, value in state.items() if field.startswith(b"s:")}
+
+
+@pytest.mark.anyio
+async def test_a_late_departure_keeps_its_place_for_the_other_processes(
+    redis_url: str, key: str
+) -> None:
+    qps = 2.0
+    late = RedisLimiter(redis_url, key=key, qps=qps)
+    other = RedisLimiter(redis_url, key=key, qps=qps)
+    departures: list[float] = []
+
+    async def leave_late() -> None:
+        reservation = await late.reserve()
+        await anyio.sleep(0.2)  # e.g. a new connection, a starved event loop
+        reservation.sent()
+        departures.append(time.time())
+        await reservation.publish()
+
+    async def punctual(until: float) -> None:
+        while time.time() < until:
+            reservation = await other.reserve()
+            reservation.sent()
+            departures.append(time.time())
+            await reservation.publish()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(leave_late)
+            await anyio.sleep(0.02)  # the late one is granted first
+            tg.start_soon(punctual, time.time() + 2.5)
+    finally:
+        await late.aclose()
+        await other.aclose()
+    assert len(departures) >= 4
+    assert max_in_window(departures) <= math.floor(qps), sorted(departures)
+    assert len(slot_fields(redis_url, key)) <= math.floor(qps)  # trimmed to the window
+
+
+@pytest.mark.anyio
+async def test_pending_slots_hold_their_place_until_they_expire(redis_url: str, key: str) -> None:
+    qps, ttl = 2.0, 1.5
+    async with RedisLimiter(redis_url, key=key, qps=qps, pending_ttl=ttl) as dead:
+        await dead.reserve()  # never sent: the process died before its request left
+        first = time.monotonic()
+        await dead.reserve()
+    assert sorted(v[:1] for v in slot_fields(redis_url, key).values()) == [b"p", b"p"]
+    async with RedisLimiter(redis_url, key=key, qps=qps) as limiter:
+        await limiter.acquire()  # both places pending: only their expiry frees one
+        waited = time.monotonic() - first
+    assert ttl - 0.05 <= waited < ttl + 0.5
+    assert len(slot_fields(redis_url, key)) == 2  # the expired one is gone, one pending left
+
+
+@pytest.mark.anyio
+async def test_the_client_stamps_each_departure_in_redis(redis_url: str, key: str) -> None:
+    """Right after the headers left, not once the (here 0.3 s late) answer is in."""
+    spans: list[tuple[float, float]] = []
+    async with (
+        LocalServer(qps=None, slow_rate=1.0, slow_seconds=0.3) as server,
+        RedisLimiter(redis_url, key=key, qps=20) as limiter,
+        AsyncIDPhotoClient("k", server.base_url, limiter=limiter, max_retries=0) as client,
+    ):
+        for _ in range(3):
+            before = time.time()
+            with pytest.raises(APIError):
+                await client.get("no-such-task")  # answered (404): the headers left
+            spans.append((before, time.time()))
+    stamps = sorted(float(v) / 1e6 for v in slot_fields(redis_url, key).values())
+    assert len(stamps) == 3
+    for at, (before, answered) in zip(stamps, spans, strict=True):
+        assert before <= at <= answered - 0.25, (at, before, answered)
+
+
+@pytest.mark.anyio
+async def test_a_request_that_never_left_is_stamped_too(redis_url: str, key: str) -> None:
+    base_url = f"http://127.0.0.1:{free_port()}"  # nothing listens: the connection fails
+    async with (
+        RedisLimiter(redis_url, key=key, qps=20) as limiter,
+        AsyncIDPhotoClient("k", base_url, limiter=limiter, max_retries=0) as client,
+    ):
+        with pytest.raises(APIConnectionError):
+            await client.get("t1")
+    values = list(slot_fields(redis_url, key).values())
+    assert len(values) == 1 and not values[0].startswith(b"p")  # not left pending
+
+
+def test_pending_ttl_is_bounded() -> None:
+    for bad in (0, -1.0, 31.0, math.nan, True):
+        with pytest.raises(ValueError, match="pending_ttl"):
+            RedisLimiter(pending_ttl=bad)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from _batch_helpers import make_images
+from _server_support import lower_priority
 from redis_server import free_port, running_redis_server
 
 from idphoto_async.testing import LocalServer, LocalServerProcess
@@ -31,6 +32,7 @@ def batch_process(inputs: Path, out: Path, base_url: str, redis_url: str) -> sub
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lower_priority,
     )  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from _batch_helpers import make_images
+from _server_support import lower_priority
 from redis_server import running_redis_server
 
 from idphoto_async import BatchConfigError, Shard
@@ -110,6 +111,7 @@ def test_three_shards_on_redis_do_every_input_once_within_the_qps(
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
+                preexec_fn=lower_priority,
             )
             for k in (1, 2, 3)
         ]

@@ -18,7 +18,7 @@ from _batch_helpers import make_bad_inputs, make_images
 
 from idphoto_async._journal import JOURNAL_NAME, JournalWatch, journal_events, load_journal
 from idphoto_async.cli import main
-from idphoto_async.testing import LocalServer
+from idphoto_async.testing import LocalServer, LocalServerProcess
 
 KEY = "cli-test-key"
 BATCH_FLAGS = [
@@ -272,9 +272,10 @@ def _crash_campaign(tmp_path: Path, count: int, kills: int, seed: int) -> None:
     state = load_journal(journal)
     # No duplicate task except for a create that was on the wire at the very moment of a kill
     # (its task id never reached us and the API cannot list tasks). The journal counts the
-    # creates a kill interrupted (an upper bound: most were still queued for a QPS slot); on
-    # loopback at most one create is on the wire at a time, so at most one duplicate per kill.
-    assert count <= stats["creates"] <= count + min(state.in_doubt, killed)
+    # creates a kill interrupted (an upper bound: most were still queued for a QPS slot). On an
+    # idle machine one create is on the wire at a time; under load the server answers slower
+    # than the 25 ms between creates, so a kill can catch several (as in test_reliability_crash).
+    assert count <= stats["creates"] <= count + state.in_doubt
     print(f"{killed} kills, creates {stats['creates']} for {count} inputs, "
           f"in doubt {state.in_doubt}")  # fmt: skip
 
@@ -339,7 +340,8 @@ def test_memory_10000_inputs(tmp_path: Path) -> None:
     pytest.importorskip("psutil")
     count = 10_000
     make_images(tmp_path / "in", count, subdirs=20)
-    with LocalServer(qps=None, processing_time="0", workers=4) as server:
+    # The server runs in a process of its own: in this one, coverage would trace it (2x slower).
+    with LocalServerProcess(qps=None, processing_time="0", workers=4) as server:
         started = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-c", MEMORY_SCRIPT, "batch", str(tmp_path / "in"), "-o",

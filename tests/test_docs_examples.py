@@ -224,6 +224,9 @@ def test_blocks_are_found_and_fragments_are_few() -> None:
     )
 
 
+# One xdist worker runs them all: `block_runs` starts every selected block at once, so on two
+# workers each would start them all.
+@pytest.mark.xdist_group("docs-blocks")
 @pytest.mark.parametrize(("block", "backend"), RUNNABLE)
 def test_docs_python_block_runs(
     block: Block,

@@ -226,7 +226,9 @@ class BatchRunner:
                 stop=self._stop,
                 shields=shields,
             )
-            planner = InputPlanner(out_root, self.create_options, shard=self.shard)
+            planner = stack.enter_context(
+                InputPlanner(out_root, self.create_options, shard=self.shard)
+            )
             send, receive = anyio.create_memory_object_stream[BatchOutcome](self.max_in_flight)
             try:
                 async with anyio.create_task_group() as tg:
@@ -370,15 +372,15 @@ async def _plans(
 def count_inputs(inputs: Iterable[BatchInput], runner: BatchRunner) -> int:
     """How many photos ``runner`` would take from ``inputs`` (duplicates and other shards
     left out): for a progress bar's total. Blocking (it walks the folders once more)."""
-    planner = InputPlanner(real(runner.out_dir), runner.create_options, shard=runner.shard)
-    plans = chain.from_iterable(map(planner.plan, inputs))
     count = 0
     skipped = _Skipped()
-    try:
-        while _next_plan(plans, skipped) is not None:
-            count += 1
-    except BatchConfigError:
-        pass  # the run itself says so
+    with InputPlanner(real(runner.out_dir), runner.create_options, shard=runner.shard) as planner:
+        plans = chain.from_iterable(map(planner.plan, inputs))
+        try:
+            while _next_plan(plans, skipped) is not None:
+                count += 1
+        except BatchConfigError:
+            pass  # the run itself says so
     return count
 
 

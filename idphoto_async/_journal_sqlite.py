@@ -45,6 +45,9 @@ RESERVE_BYTES: Final = 4 << 20
 SCHEMA_VERSION: Final = 1
 _CHECKPOINT_EVERY: Final = 500
 """Commits between two checkpoints (the WAL stays a few MB)."""
+CACHE_KIB: Final = 1024
+"""The journal connection's page cache: a lookup in a million rows reads the rest from the
+operating system's cache (a few microseconds), and memory does not grow with the rows."""
 SYNC_GAP: Final = 0.02
 """Seconds between two syncs of the WAL: ``created`` waits at most this long for its own."""
 _DEFER_MAX: Final = 64
@@ -277,6 +280,7 @@ class Journal:
         self._conn = conn
         try:
             conn.execute("PRAGMA busy_timeout = 10000")  # readers may hold a lock briefly
+            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")  # memory flat at any size
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise JournalWriteError.unusable(self.path, f"SQLite refused WAL mode ({mode})")

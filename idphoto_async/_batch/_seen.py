@@ -18,7 +18,7 @@ from typing import Final
 
 __all__ = ["CACHE_KIB", "SeenSet", "fingerprint"]
 
-CACHE_KIB: Final = 512
+CACHE_KIB: Final = 256
 """The page cache of each `SeenSet` (beyond it, pages live in the temporary file)."""
 
 

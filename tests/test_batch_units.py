@@ -1,8 +1,9 @@
 """The batch's small pieces on their own: restored errors, the re-create policy, the
-fingerprint set, URL identity and the side-file checks."""
+seen set, URL identity and the side-file checks."""
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from idphoto_async._batch import check_side_files, restore_error
 from idphoto_async._batch._inputs import normalise_url
 from idphoto_async._batch._layout import real
 from idphoto_async._batch._policy import Attempts, Reason
-from idphoto_async._batch._seen import FingerprintSet, fingerprint
+from idphoto_async._batch._seen import SeenSet, fingerprint
 from idphoto_async._journal import error_info
 from idphoto_async._models import TaskState
 
@@ -68,13 +69,28 @@ def test_the_policy_creates_again_only_where_asked() -> None:
         RecreatePolicy(task_retries=-1)
 
 
-def test_fingerprint_set_grows_and_remembers() -> None:
-    seen = FingerprintSet(capacity=4)
-    values = [fingerprint(f"/p/{n}") for n in range(10_000)]
-    assert all(seen.add(v) for v in values)
-    assert not any(seen.add(v) for v in values)
-    assert len(seen) == 10_000
+def test_seen_set_remembers_every_text_exactly() -> None:
+    texts = [f"/p/{n}" for n in range(10_000)] + ["", "\udcff", "/P/1", "/p/1 "]
+    with SeenSet() as seen:
+        assert all(seen.add(t) for t in texts)
+        assert not any(seen.add(t) for t in texts)
+        assert len(seen) == len(texts)
+        assert "/p/9999" in seen and "/p/10000" not in seen
     assert fingerprint("x") == fingerprint("x") != fingerprint("y")
+
+
+def test_seen_set_memory_is_flat() -> None:
+    """200 000 names cost no more memory than the page cache (a set would take ~20 MB)."""
+    tracemalloc.start()
+    try:
+        with SeenSet() as seen:
+            for n in range(200_000):
+                seen.add(f"/photos/batch/{n // 1000:04d}/p{n:07d}.jpg")
+            assert len(seen) == 200_000
+            python_bytes = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert python_bytes < 200_000  # SQLite's own cache is bounded by CACHE_KIB
 
 
 def test_urls_are_one_identity_however_written() -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
+import os
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from idphoto_async._journal import (
     journal_events,
     load_journal,
 )
+from idphoto_async._journal_sqlite import SYNC_GAP
 from idphoto_async._models import TaskState
 
 pytestmark = pytest.mark.anyio
@@ -243,3 +247,54 @@ async def test_journal_of_a_newer_version_is_refused(tmp_path: Path) -> None:
         async with Journal(path):
             pass  # pragma: no cover
     assert rows(path) == [("a.jpg", "created", "T")]
+
+
+async def test_done_and_downloaded_join_the_next_transaction(tmp_path: Path) -> None:
+    """They cost a poll and a download if lost, never a charge: no commit of their own."""
+    path = tmp_path / "j.sqlite3"
+    async with Journal(path) as journal:
+        await journal.created("k1", "a.jpg", "T1", NOW)
+        await journal.done("k1", "a.jpg", "T1")
+        await journal.downloaded("k1", "a.jpg", "T1", "a.png")
+        assert journal_events(path) == 1  # not committed yet
+        await journal.creating("k2", "b.jpg")  # the next record commits them with it
+        assert rows(path) == [("a.jpg", "downloaded", "T1"), ("b.jpg", "creating", None)]
+        assert journal_events(path) == 4
+        await journal.done("k3", "c.jpg", "T3")
+        entry = await journal.lookup("k3")  # a lookup of a waiting key commits it first
+        assert entry is not None and entry.done and journal_events(path) == 5
+        await journal.downloaded("k3", "c.jpg", "T3", "c.png")
+    assert rows(path)[-1] == ("c.jpg", "downloaded", "T3")  # and the close
+
+
+async def test_many_deferred_records_are_committed_anyway(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    async with Journal(path) as journal:
+        for i in range(200):
+            await journal.done(f"k{i}", f"{i}.jpg", f"T{i}")
+        assert 200 - 64 < journal_events(path) < 200
+
+
+async def test_created_waits_for_its_own_sync_and_syncs_are_grouped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every ``created`` returns after an fdatasync that covers it; syncs are at least
+    `SYNC_GAP` apart, and concurrent ones share one."""
+    syncs: list[float] = []
+    real_sync = os.fdatasync
+
+    def counted(fd: int) -> None:
+        syncs.append(time.monotonic())
+        real_sync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", counted)
+    async with Journal(tmp_path / "j.sqlite3") as journal:
+        for i in range(4):
+            await journal.created(f"k{i}", "a.jpg", f"T{i}", NOW)
+            assert len(syncs) == i + 1
+        gaps = [b - a for a, b in itertools.pairwise(syncs)]
+        assert min(gaps) >= SYNC_GAP * 0.9
+        async with anyio.create_task_group() as tg:
+            for i in range(50):
+                tg.start_soon(journal.created, f"c{i}", "a.jpg", f"C{i}", NOW)
+        assert len(syncs) <= 4 + 2

@@ -7,18 +7,23 @@ One job per module:
 - `_pipeline`: one photo, create -> wait -> download, over the journal's `BatchStore`;
 - `_policy`: when a photo is created again (`RecreatePolicy`);
 - `_stop`: the errors that stop the whole run (`RunStop`);
-- `_run`: the run itself (`BatchRunner`, `run_batch`), an async context manager.
+- `_plans`: the caller's inputs checked and planned in a worker thread, in order;
+- `_run`: the run itself (`BatchRunner`: producer and workers in a task group held by an
+  async context manager), `_stream`: the outcomes it yields, `_api`: `run_batch`.
 """
 
 from __future__ import annotations
 
+from ._api import run_batch
 from ._layout import BatchConfigError, check_argument, check_side_files, prepare_out_dir
 from ._outcome import BatchOutcome, BatchStats, Mode, Status, default_max_in_flight
+from ._plans import count_inputs
 from ._policy import RecreatePolicy
 from ._restore import restore_error
-from ._run import BatchOutcomes, BatchRunner, count_inputs, run_batch, single_error
+from ._run import BatchRunner
 from ._shard import Shard
 from ._stop import key_refused
+from ._stream import BatchOutcomes, single_error
 
 __all__ = [
     "BatchConfigError",

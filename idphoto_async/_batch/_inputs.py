@@ -31,7 +31,7 @@ from .._options import CreateOptions, make_options
 from .._paths import BatchInput, BatchItem, check_inside, output_path, to_item, walk, with_hash
 from ._layout import check_argument, real
 from ._outcome import BatchOutcome
-from ._seen import FingerprintSet, fingerprint
+from ._seen import SeenSet
 from ._shard import Shard
 
 __all__ = ["DUPLICATE", "OTHER_SHARD", "InputPlanner", "PlannedInput", "normalise_url"]
@@ -120,7 +120,10 @@ def show(value: object) -> str:
 
 
 class InputPlanner:
-    """Plans the inputs of one run (see the module docstring). Not thread-safe: one caller."""
+    """Plans the inputs of one run (see the module docstring); close it when done.
+
+    Not thread-safe: one caller at a time.
+    """
 
     def __init__(
         self,
@@ -133,8 +136,19 @@ class InputPlanner:
         self._raw_options = {k: v for k, v in options.items() if v is not None}
         self._options = make_options(**self._raw_options)
         self._shard = shard
-        self._photos = FingerprintSet()
-        self._outputs = FingerprintSet()
+        self._photos = SeenSet()
+        self._outputs = SeenSet()
+
+    def close(self) -> None:
+        """Forget what was seen (its temporary databases are deleted)."""
+        self._photos.close()
+        self._outputs.close()
+
+    def __enter__(self) -> InputPlanner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def plan(self, raw: BatchInput) -> Iterator[Plan]:
         """What to do for ``raw``: planned photos, rejections and markers, in order.
@@ -168,8 +182,7 @@ class InputPlanner:
             return _rejected(item.source, exc)
         identity = _identity(item)
         fields = options.form_fields()
-        photo = fingerprint(json.dumps([identity, fields], sort_keys=True))
-        if not self._photos.add(photo):
+        if not self._photos.add(json.dumps([identity, fields], sort_keys=True)):
             return DUPLICATE
         dest = self._claim(item, options.extension)
         if self._shard is not None and not self._shard.owns(identity):
@@ -192,7 +205,7 @@ class InputPlanner:
     def _claim(self, item: BatchItem, extension: str) -> Path:
         """The output path of ``item``; with a short hash if another input already has it."""
         dest = output_path(self.out_root, item, extension)
-        if not self._outputs.add(fingerprint(os.path.normcase(str(dest)))):
+        if not self._outputs.add(os.path.normcase(dest)):
             dest = with_hash(dest, item.source)
-            self._outputs.add(fingerprint(os.path.normcase(str(dest))))
+            self._outputs.add(os.path.normcase(dest))
         return dest

@@ -14,88 +14,38 @@ wrapped in an exception group.
 from __future__ import annotations
 
 import os
-from collections.abc import (
-    AsyncIterable,
-    AsyncIterator,
-    Iterable,
-    Iterator,
-    Sequence,
-)
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from itertools import chain
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
 import anyio.to_thread
-import attrs
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 
 from .._constants import DEFAULT_QPS
 from .._errors import IDPhotoError, ValidationError
 from .._journal import JOURNAL_NAME, BatchStore, Journal, NullJournal
 from .._options import make_options
-from .._paths import BatchInput, to_item
-from ._inputs import DUPLICATE, OTHER_SHARD, InputPlanner, Plan, PlannedInput
-from ._layout import BatchConfigError, check_argument, check_side_files, prepare_out_dir, real
+from .._paths import BatchInput
+from ._inputs import InputPlanner, PlannedInput
+from ._layout import BatchConfigError, check_side_files, prepare_out_dir, real
 from ._outcome import BatchOutcome, BatchStats, Mode, default_max_in_flight
 from ._pipeline import PhotoPipeline
+from ._plans import check_all, plans
 from ._policy import RecreatePolicy
 from ._shard import Shard
 from ._shield import CreateShields
 from ._stop import RunStop
+from ._stream import BatchOutcomes, single_error
 
 if TYPE_CHECKING:
     from .._client import AsyncIDPhotoClient
 
-__all__ = ["BatchOutcomes", "BatchRunner", "count_inputs", "run_batch", "single_error"]
+__all__ = ["BatchRunner"]
 
 _OPTION_NAMES: Final = frozenset({"size", "format", "bg_color", "return_type"})
-
-
-def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one error inside ``group`` (nested groups flattened), or ``group`` itself."""
-    leaves: list[BaseException] = []
-
-    def collect(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                collect(inner)
-        else:
-            leaves.append(exc)
-
-    collect(group)
-    return leaves[0] if len(leaves) == 1 else group
-
-
-class BatchOutcomes:
-    """The outcomes of a run, as they complete: ``async for outcome in outcomes``.
-
-    ``stats`` counts as the run goes; ``stop()`` takes no new inputs (those in flight finish).
-    """
-
-    def __init__(self, receive: MemoryObjectReceiveStream[BatchOutcome], runner: BatchRunner):
-        self._receive = receive
-        self._runner = runner
-
-    @property
-    def stats(self) -> BatchStats:
-        """The run's live counters."""
-        return self._runner.stats
-
-    def stop(self) -> None:
-        """Take no more inputs; those in flight run to their end (and are journaled)."""
-        self._runner.stop()
-
-    def __aiter__(self) -> AsyncIterator[BatchOutcome]:
-        return self
-
-    async def __anext__(self) -> BatchOutcome:
-        try:
-            return await self._receive.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
 
 
 class BatchRunner:
@@ -179,7 +129,7 @@ class BatchRunner:
         out_root = await anyio.to_thread.run_sync(prepare_out_dir, self.out_dir)
         journal = None if self.journal_path is None else real(self.journal_path)
         if isinstance(inputs, Sequence) and not isinstance(inputs, str | bytes):
-            sources = await anyio.to_thread.run_sync(_check_all, inputs, out_root)
+            sources = await anyio.to_thread.run_sync(check_all, inputs, out_root)
         else:
             sources = []
         await anyio.to_thread.run_sync(lambda: check_side_files(out_root, sources, journal=journal))
@@ -226,7 +176,9 @@ class BatchRunner:
                 stop=self._stop,
                 shields=shields,
             )
-            planner = InputPlanner(out_root, self.create_options, shard=self.shard)
+            planner = stack.enter_context(
+                InputPlanner(out_root, self.create_options, shard=self.shard)
+            )
             send, receive = anyio.create_memory_object_stream[BatchOutcome](self.max_in_flight)
             try:
                 async with anyio.create_task_group() as tg:
@@ -234,7 +186,7 @@ class BatchRunner:
                     tg.start_soon(self._produce, planner, pipeline, inputs, send, tg)
                     try:
                         with receive:
-                            yield BatchOutcomes(receive, self)
+                            yield BatchOutcomes(receive, self.stats, self.stop)
                     finally:
                         shields.begin_cancel()
                         tg.cancel_scope.cancel()
@@ -259,10 +211,10 @@ class BatchRunner:
                 self._producer_scope = scope
                 if self._stopping:
                     return
-                plans = _plans(planner, inputs, self.stats)
+                planned = plans(planner, inputs, self.stats)
                 while True:
                     await slots.acquire()
-                    plan = await anext(plans, None)
+                    plan = await anext(planned, None)
                     if plan is None:
                         break
                     self.stats.taken += 1
@@ -304,147 +256,3 @@ class BatchRunner:
             slots.release()
             if probe is not None:
                 probe.set()
-
-
-def _check_all(inputs: Sequence[BatchInput], out_root: Path) -> list[str]:
-    """Check every input argument of a list before any request; return their sources."""
-    sources: list[str] = []
-    for raw in inputs:
-        try:
-            source = to_item(raw).source
-        except (ValidationError, TypeError, ValueError):
-            continue  # reported as that input's failure
-        check_argument(source, out_root)
-        sources.append(source)
-    return sources
-
-
-@attrs.define
-class _Skipped:
-    duplicates: int = 0
-    other_shards: int = 0
-
-
-def _next_plan(plans: Iterator[Plan], skipped: _Skipped) -> PlannedInput | BatchOutcome | None:
-    """The next photo or rejection of ``plans`` (markers counted in ``skipped``). Blocking."""
-    for plan in plans:
-        if plan is DUPLICATE:
-            skipped.duplicates += 1
-        elif plan is OTHER_SHARD:
-            skipped.other_shards += 1
-        elif isinstance(plan, PlannedInput | BatchOutcome):
-            return plan
-    return None
-
-
-async def _plans(
-    planner: InputPlanner,
-    inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
-    stats: BatchStats,
-) -> AsyncIterator[PlannedInput | BatchOutcome]:
-    """The plans of every input, in order, one at a time (the caller pulls once it has a
-    slot free); planning, and pulling a plain iterable, run in a worker thread.
-
-    (An async generator without a task group or cancel scope inside: safe to abandon.)
-    """
-
-    async def drain(plans: Iterator[Plan]) -> AsyncIterator[PlannedInput | BatchOutcome]:
-        while True:
-            skipped = _Skipped()
-            plan = await anyio.to_thread.run_sync(_next_plan, plans, skipped)
-            stats.duplicates += skipped.duplicates
-            stats.other_shards += skipped.other_shards
-            if plan is None:
-                return
-            yield plan
-
-    if isinstance(inputs, AsyncIterable):
-        async for raw in inputs:
-            async for plan in drain(planner.plan(raw)):
-                yield plan
-    else:
-        async for plan in drain(chain.from_iterable(map(planner.plan, inputs))):
-            yield plan
-
-
-def count_inputs(inputs: Iterable[BatchInput], runner: BatchRunner) -> int:
-    """How many photos ``runner`` would take from ``inputs`` (duplicates and other shards
-    left out): for a progress bar's total. Blocking (it walks the folders once more)."""
-    planner = InputPlanner(real(runner.out_dir), runner.create_options, shard=runner.shard)
-    plans = chain.from_iterable(map(planner.plan, inputs))
-    count = 0
-    skipped = _Skipped()
-    try:
-        while _next_plan(plans, skipped) is not None:
-            count += 1
-    except BatchConfigError:
-        pass  # the run itself says so
-    return count
-
-
-def run_batch(
-    client: AsyncIDPhotoClient,
-    inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
-    *,
-    out_dir: str | os.PathLike[str],
-    mode: Mode = "async",
-    max_in_flight: int | None = None,
-    journal: str | os.PathLike[str] | Literal[False] | None = None,
-    retry_failed: bool = False,
-    task_retries: int = 2,
-    create_retries: int = 0,
-    recreate_expired: bool = False,
-    shard: Shard | str | None = None,
-    **create_options: Any,
-) -> AbstractAsyncContextManager[BatchOutcomes]:
-    """Make an ID photo of every input; an async context manager yielding the outcomes.
-
-    ::
-
-        async with run_batch(client, ["photos/"], out_dir="out", size="295x413") as outcomes:
-            async for outcome in outcomes:
-                print(outcome.input, outcome.status)
-
-    Args:
-        inputs: image paths, folders (walked recursively for image files, in sorted order),
-            ``http(s)://`` URLs, `BatchItem`\\ s or ``(source, options)`` pairs, from any
-            (sync or async) iterable, taken lazily: at most ``max_in_flight`` ahead of the
-            outcomes. One photo named several ways is one input (the later names are
-            dropped, counted in ``stats.duplicates``). A list is checked whole before any
-            request.
-        out_dir: outputs go here, mirroring the inputs' relative paths, with the extension
-            of ``format``. It must not be an input folder, nor contain one.
-        mode: ``"async"`` (create, poll, download; resumable) or ``"sync"`` (one request per
-            photo).
-        max_in_flight: photos in progress at once; default from the client's QPS.
-        journal: the resume journal; default ``out_dir/`` `JOURNAL_NAME`, ``False`` for none.
-        retry_failed: try inputs that failed permanently in an earlier run again.
-        task_retries: new creates (per input, per run) after a task fails with a
-            retryable state (`TaskState.retryable`); failed tasks are not charged.
-        create_retries: new creates after a create failed in a way that may have made a
-            task (5xx, timeout or connection cut after sending); each may pay twice and is
-            counted in ``stats.possible_extra_charges``. Default 0: report the failure.
-        recreate_expired: create again (a second credit) when a result expired before it
-            could be downloaded; otherwise the input fails with `ResultExpiredError`.
-        shard: ``"K/N"`` or a `Shard`: take only the K-th of N deterministic shares of the
-            inputs (split one batch over N processes or machines).
-        create_options: ``size``, ``format``, ``bg_color``, ``return_type`` for every input.
-
-    Raises (from the ``async with``, as themselves): `BatchConfigError` (colliding or
-    unwritable paths), `JournalLockedError`, `AuthenticationError` (the key is refused),
-    `APIConnectionError` (the origin cannot be reached at all), `JournalWriteError`.
-    """
-    runner = BatchRunner(
-        client,
-        out_dir=out_dir,
-        mode=mode,
-        max_in_flight=max_in_flight,
-        journal=journal,
-        retry_failed=retry_failed,
-        task_retries=task_retries,
-        create_retries=create_retries,
-        recreate_expired=recreate_expired,
-        shard=shard,
-        **create_options,
-    )
-    return runner.outcomes(inputs)

@@ -126,6 +126,7 @@ def test_default_max_in_flight_is_bounded() -> None:
 
 
 @knobs(qps=20, processing_time="fixed:0.05", isolated=True)
+@pytest.mark.exclusive
 async def test_200_photos_at_qps_20_without_429(
     server: LocalServer, tmp_path: Path, anyio_backend: str
 ) -> None:

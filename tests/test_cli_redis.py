@@ -16,6 +16,8 @@ from idphoto_async.testing import LocalServer, LocalServerProcess
 
 KEY = "cli-redis-test-key"
 
+pytestmark = pytest.mark.exclusive  # strict rate windows on the wall clock
+
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:

@@ -183,7 +183,7 @@ def test_a_wrong_key_stops_at_once_and_the_right_one_just_works(
     assert "refused the API key" in wrong.stderr and "Traceback" not in wrong.stderr
     assert wrong.stderr.count("HTTP 401") == 1
     assert server.stats()["requests"].get("create", 0) <= 4
-    right = idphoto(*args, "--no-progress", IDPHOTO_API_KEY="right-key")
+    right = idphoto(*args, "--no-progress", "--qps", "50", IDPHOTO_API_KEY="right-key")
     assert right.returncode == 0, right.stderr
     assert server.stats()["creates"] == 40
 

@@ -107,6 +107,7 @@ async def test_wrong_key_is_an_authentication_error() -> None:
             assert (await client.create(portrait())).task_id
 
 
+@pytest.mark.exclusive
 async def test_limiter_keeps_a_burst_under_the_strict_window(anyio_backend: str) -> None:
     """30 creates at once through a 10 QPS client: no 429 from a strict 10 QPS window."""
     import anyio
@@ -121,6 +122,7 @@ async def test_limiter_keeps_a_burst_under_the_strict_window(anyio_backend: str)
     assert stats["peak_requests_per_second"] <= 10
 
 
+@pytest.mark.exclusive
 async def test_shared_limiter_across_two_clients() -> None:
     import anyio
 

@@ -30,6 +30,8 @@ from idphoto_async._redis_limiter import (
 )
 from idphoto_async.testing import LocalServer
 
+pytestmark = pytest.mark.exclusive  # strict rate windows on the wall clock
+
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:

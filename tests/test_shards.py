@@ -79,6 +79,7 @@ def redis_url() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.exclusive
 def test_three_shards_on_redis_do_every_input_once_within_the_qps(
     tmp_path: Path, redis_url: str
 ) -> None:

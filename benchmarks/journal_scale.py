@@ -1,20 +1,23 @@
 """The journal at scale: open time at 1 M rows, peak RSS per 1 000 inputs, CPU per photo.
 
-``python -m benchmarks.journal_scale [--rows N] [--photos N] [--small N] [--cpu-photos N]``
+``python -m benchmarks.journal_scale [--rows N] [--photos N] [--warmup N] [--cpu-photos N]``
 prints a markdown table (each figure measured in a process of its own):
 
 - **open**: a journal of ``--rows`` rows made directly in the store (1 % of them in doubt)
   is opened (``async with Journal(...)``, which counts the creates in doubt) and one key is
   looked up, in a fresh process;
-- **RSS** (peak, ``VmHWM``): a real batch of ``--small`` and then ``--photos`` inputs
-  against the local server in a process of its own (zero processing time, no rate limit),
-  run once (first run) and again (resume: every input skipped after its journal lookup).
-  The growth per 1 000 inputs is the difference of the peak RSS of the two sizes over the
-  difference of their sizes.
-  ``--small`` must be past the one-off steps of a young process, or they count as growth:
-  the page caches filling to their caps (256 KiB per `SeenSet`, 1 MiB for the journal) and,
-  on CPython 3.11, the resize of the interpreter's table of interned strings (pathlib
-  interns every part of every path), near 2 500 inputs;
+- **RSS** (peak, ``VmHWM``): a real batch of ``--photos`` inputs against the local server
+  (in a process of its own, zero processing time, no rate limit) in a process of its own,
+  run once (first run) and again (resume: every input skipped after its journal lookup). The
+  peak is read every ``--photos`` / 20 outcomes; the growth per 1 000 inputs is the slope
+  of a least-squares line through the readings past ``--warmup`` inputs, and the warm-up
+  (the peak at ``--warmup`` minus the one at the first reading) is shown beside it, with
+  the same slope of the current RSS (``VmRSS``: live memory, without transient peaks).
+  The warm-up holds the one-off steps of a young process: the page caches filling to their
+  caps (256 KiB per `SeenSet`, 1 MiB for the journal), code and data pages of the libraries
+  touched for the first time, the allocator's arenas reaching their working size and, on
+  CPython 3.11, the resize of the interpreter's table of interned strings (pathlib interns
+  every part of every path);
 - **CPU**: the journal's writes and lookup for ``--cpu-photos`` photos started at 200 a
   second (as at QPS 200: lookup, creating, created, done, downloaded), process CPU time
   (all threads) minus the same run on `NullJournal`, per photo (median of 3 pairs).
@@ -50,6 +53,8 @@ __all__ = ["main"]
 CPU_QPS = 200.0
 SECONDS_IN_FLIGHT = 0.1
 """How long a simulated photo waits between ``created`` and ``done``."""
+READINGS = 20
+"""Peak-RSS readings per batch run."""
 
 
 def _peak_rss_mb() -> float:
@@ -58,11 +63,16 @@ def _peak_rss_mb() -> float:
     Not ``ru_maxrss``: Linux carries the parent's high-water mark over ``vfork`` + ``exec``
     into it, so a child started by a driver that has grown would report the driver's peak.
     """
+    return _status_mb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _status_mb(field: str) -> float:
+    """A size from ``/proc/self/status`` in MB (0 where there is none)."""
     with contextlib.suppress(OSError), open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # pragma: no cover
+    return 0.0  # pragma: no cover
 
 
 def _child(*args: str) -> dict[str, Any]:
@@ -130,6 +140,8 @@ def make_photos(directory: Path, count: int) -> None:
 async def _run_batch(base_url: str, src: Path, out: Path, count: int) -> dict[str, Any]:
     names = (str(src / f"p{i:05d}.jpg") for i in range(count))  # never a list of them all
     statuses: dict[str, int] = {}
+    every = max(1, count // READINGS)
+    readings: list[tuple[int, float, float]] = []
     start = time.perf_counter()
     schedule = PollSchedule(initial_guess=0.02, min_delay=0.02, max_delay=0.2)
     async with AsyncIDPhotoClient(
@@ -139,7 +151,17 @@ async def _run_batch(base_url: str, src: Path, out: Path, count: int) -> dict[st
         async with runner.outcomes(names) as stream:
             async for outcome in stream:
                 statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
-    return {"seconds": time.perf_counter() - start, "statuses": statuses, "rss_mb": _peak_rss_mb()}
+                if sum(statuses.values()) % every == 0:
+                    readings.append((sum(statuses.values()), _peak_rss_mb(), _status_mb("VmRSS")))
+    return {"seconds": time.perf_counter() - start, "statuses": statuses,
+            "rss_mb": _peak_rss_mb(), "readings": readings}  # fmt: skip
+
+
+def _growth(readings: list[list[float]], warmup: int, column: int) -> tuple[float, float]:
+    """MB per 1 000 inputs (least squares past ``warmup``) and the warm-up's MB."""
+    upper = [(row[0], row[column]) for row in readings if row[0] >= warmup]
+    slope = statistics.linear_regression([n for n, _ in upper], [mb for _, mb in upper]).slope
+    return slope * 1000, upper[0][1] - readings[0][column]
 
 
 # -- CPU per photo ---------------------------------------------------------------------------
@@ -209,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     """Measure and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--photos", type=int, default=20_000)
-    parser.add_argument("--small", type=int, default=5_000)
+    parser.add_argument("--photos", type=int, default=40_000)
+    parser.add_argument("--warmup", type=int, default=10_000)
     parser.add_argument("--cpu-photos", type=int, default=2_000)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -239,16 +261,15 @@ def main(argv: list[str] | None = None) -> int:
             f"(the loop without journal: {cpu['base_ms']:.3f} ms) |"
         )
         with LocalServerProcess(qps=None, processing_time="0") as server:
-            small = _batch_rss(server.base_url, work, args.small)
-            large = _batch_rss(server.base_url, work, args.photos)
-        per = (args.photos - args.small) / 1000
-        for label, index in (("first run", 0), ("resume", 1)):
-            a, b = small[index], large[index]
-            growth = (b["rss_mb"] - a["rss_mb"]) / per
+            runs = _batch_rss(server.base_url, work, args.photos)
+        for label, run in zip(("first run", "resume"), runs, strict=True):
+            growth, warm = _growth(run["readings"], args.warmup, 1)
+            current, _ = _growth(run["readings"], args.warmup, 2)
             lines.append(
-                f"| peak RSS, {label}: {args.small:,} -> {args.photos:,} inputs | "
-                f"{a['rss_mb']:.1f} -> {b['rss_mb']:.1f} MB = {growth:.3f} MB per 1 000 "
-                f"({b['seconds']:.0f} s for {args.photos:,}) |"
+                f"| peak RSS, {label}: {args.warmup:,} -> {args.photos:,} inputs | "
+                f"{growth:.3f} MB per 1 000 (least squares over the readings past the "
+                f"warm-up; current RSS: {current:.3f}); {run['rss_mb']:.1f} MB at the end, "
+                f"warm-up to {args.warmup:,}: +{warm:.1f} MB; {run['seconds']:.0f} s |"
             )
     print("\n".join(lines))
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -230,6 +230,7 @@ class Journal:
         self._syncing: anyio.Event | None = None
         self._last_sync = -math.inf
         self._since_checkpoint = 0
+        self._checkpointing: anyio.Event | None = None
         self._failed = False
         self._failed_reason: str | None = None
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
@@ -393,6 +394,8 @@ class Journal:
         the next record that is not, or of the `_DEFER_MAX`-th, or at close. ``task_id`` is
         the task this record saves, named if it cannot be written.
         """
+        while self._checkpointing is not None:  # a commit now would starve the checkpoint
+            await self._checkpointing.wait()
         self._pending.append((sql, params))
         if deferred and not self._failed:
             self._pending_keys.add(params[0])
@@ -416,9 +419,8 @@ class Journal:
             raise self._error(task_id, kept=kept) from None
         if durable:
             await self._sync_shielded()
-        elif self._since_checkpoint >= _CHECKPOINT_EVERY:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._checkpoint, limiter=self._limiter)
+        if self._since_checkpoint >= _CHECKPOINT_EVERY and self._checkpointing is None:
+            await self._checkpoint_alone()
         if self._failed:  # committed, but the disk is full: the run must still stop
             raise self._error(task_id, kept=True)
 
@@ -490,8 +492,22 @@ class Journal:
             self._failed_reason = exc.strerror or str(exc)
             raise self._error(None, kept=False) from None
         self._synced = target
-        if self._since_checkpoint >= _CHECKPOINT_EVERY:
-            self._checkpoint()
+
+    async def _checkpoint_alone(self) -> None:
+        """Checkpoint in the worker thread while this journal's commits wait (shielded).
+
+        A commit during a checkpoint leaves frames it has not copied, and SQLite restarts
+        the WAL from its start only after a checkpoint that copied every frame: with
+        commits every few milliseconds, a concurrent checkpoint never catches up and the
+        WAL (and its index, mapped in memory) grows with every record.
+        """
+        self._checkpointing = event = anyio.Event()
+        try:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._checkpoint, limiter=self._limiter)
+        finally:
+            self._checkpointing = None
+            event.set()
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the database without blocking the writer (in the worker thread)."""

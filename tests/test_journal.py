@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
+import anyio.from_thread
 import anyio.lowlevel
 import pytest
 
@@ -298,3 +299,39 @@ async def test_created_waits_for_its_own_sync_and_syncs_are_grouped(
             for i in range(50):
                 tg.start_soon(journal.created, f"c{i}", "a.jpg", f"C{i}", NOW)
         assert len(syncs) <= 4 + 2
+
+
+async def test_the_wal_restarts_while_records_keep_coming(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commits wait for the checkpoint, so it copies every frame and the WAL starts over.
+
+    A checkpoint racing the commits never caught up: the WAL grew with every record.
+    """
+    monkeypatch.setattr("idphoto_async._journal_sqlite._CHECKPOINT_EVERY", 20)
+    checkpoint = Journal._checkpoint
+    commits_during: list[int] = []
+
+    def slow_checkpoint(journal: Journal) -> None:  # the loop may run on while it copies
+        before = journal._committed
+        for _ in range(20):
+            anyio.from_thread.run(anyio.lowlevel.checkpoint)
+        checkpoint(journal)
+        commits_during.append(journal._committed - before)
+
+    monkeypatch.setattr(Journal, "_checkpoint", slow_checkpoint)
+    path = tmp_path / JOURNAL_NAME
+
+    async def creates(journal: Journal, first: int) -> None:
+        for i in range(first, first + 100):
+            await journal.creating(f"{i:032x}", f"p{i:05d}.jpg")
+            await anyio.lowlevel.checkpoint()
+
+    async with Journal(path) as journal:
+        async with anyio.create_task_group() as tg:
+            for worker in range(16):
+                tg.start_soon(creates, journal, worker * 100)
+        wal = path.with_name(path.name + "-wal").stat().st_size
+    assert len(rows(path)) == 1600
+    assert len(commits_during) >= 50 and set(commits_during) == {0}, commits_during
+    assert wal < 1_000_000, wal  # a few checkpoints' worth of frames, not 1 600 commits'

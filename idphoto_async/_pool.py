@@ -49,7 +49,7 @@ class ShardedTransport(httpx.AsyncBaseTransport):
     now, so a request that already holds its rate-limiter slot leaves within a few
     milliseconds (later pools cost microseconds). (A first request that left 65-114 ms after its
     slot, while the next ones left on time, put five arrivals in one second at a strict
-    server: a 429 behind `idphoto_async.RedisLimiter`, which cannot re-stamp departures.)
+    server: a 429 behind `idphoto_async.RedisLimiter`, which then counted slots from the grant.)
     """
 
     def __init__(

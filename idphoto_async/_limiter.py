@@ -172,8 +172,11 @@ class TokenBucketLimiter:
 
     Guarantees, measured at the moments `acquire` returns:
 
-    * consecutive slots are at least ``(1 + margin) / qps`` seconds apart once ``burst``
-      is used up (throughput ``qps / (1 + margin)``);
+    * once ``burst`` is used up, slots follow a schedule ``(1 + margin) / qps`` seconds
+      apart (throughput ``qps / (1 + margin)``). A grant that wakes late (timer granularity,
+      a busy event loop) keeps its place on the schedule, so lateness costs no throughput
+      (restarting from each late grant gave 165 of 198 slots/s at QPS 200 on asyncio);
+      only an idle gap of a whole slot restarts the schedule;
     * at most ``max(1, floor(qps))`` slots in any window of ``(1 + margin)`` seconds
       (``(1 + margin) / qps`` when ``qps < 1``), whatever ``burst`` is. So a server that
       allows ``floor(qps)`` arrivals in any closed 1 s window never sees too many, with
@@ -431,7 +434,11 @@ class TokenBucketLimiter:
         return max(slot, self._paused_until)
 
     def _take(self, now: float, reserve: bool) -> None:
-        self._tat = max(self._tat, now) + self._spacing(now)
+        spacing = self._spacing(now)
+        # A grant that wakes late (timer granularity, a busy event loop) keeps its place on
+        # the schedule: only an idle gap of a whole slot or more restarts it from now.
+        on_schedule = self._tat if now - self._tat < spacing else now
+        self._tat = on_schedule + spacing
         self.acquired += 1
         if reserve:
             self._pending += 1

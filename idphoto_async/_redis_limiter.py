@@ -3,9 +3,9 @@
 Every slot is decided by one Lua script (GCRA, burst 1) that runs atomically in Redis and
 reads the Redis server's ``TIME``, so callers with skewed clocks still agree. It answers 0
 (slot granted) or the milliseconds to wait; `RedisLimiter.acquire` sleeps that long and
-asks again. Grants are spaced ``(1 + margin) / floor(qps)`` seconds apart (``(1 + margin) /
-qps`` below 1 QPS), exactly like `idphoto_async._limiter.TokenBucketLimiter` with
-``burst=1``, and like it the script keeps a window over the requests' real departures: a
+asks again. Grants follow a schedule ``(1 + margin) / floor(qps)`` seconds apart (``(1 +
+margin) / qps`` below 1 QPS; a grant that woke late keeps its place on it), exactly like
+`idphoto_async._limiter.TokenBucketLimiter` with ``burst=1``, and like it the script keeps a window over the requests' real departures: a
 slot taken with `RedisLimiter.reserve` is pending (it may leave at any moment) until its
 `idphoto_async._limiter.Reservation.publish` stamps its departure on the server's clock, and
 no slot is granted while ``floor(qps)`` requests left (or may leave) within one window. So a
@@ -167,7 +167,9 @@ if op == 'acquire' then
   elseif slot > now then
     wait = slot - now
   elseif first == nil or first == mine then
-    tat = math.max(tat, now) + spacing / factor(now)
+    -- a grant that woke late keeps its place on the schedule; an idle slot restarts it
+    local step = spacing / factor(now)
+    if now - tat < step then tat = tat + step else tat = now + step end
     redis.call('HSET', key, 'tat', num(tat))
     redis.call('HDEL', key, mine)
     if pending_for > 0 then

@@ -191,6 +191,51 @@ async def test_spacing_is_exactly_margin_over_qps() -> None:
     assert grants[0] == T0
 
 
+class LateClock(FakeClock):
+    """A clock whose sleeps all end ``late`` seconds after their target (the event loop's
+    timer granularity: asyncio's epoll waits whole milliseconds)."""
+
+    def __init__(self, late: float) -> None:
+        super().__init__()
+        self.late = late
+
+    async def sleep(self, delay: float) -> None:
+        await super().sleep(delay + self.late)
+
+
+@pytest.mark.parametrize("late", [0.0005, 0.001, 0.004])
+async def test_late_wake_ups_keep_the_schedule(late: float) -> None:
+    """Measured before the fix: 2 000 waiters at QPS 200 got 165 slots/s on asyncio, each
+    wake-up ~1 ms late restarting the schedule; a late grant keeps its place now."""
+    qps, margin = 200.0, DEFAULT_MARGIN
+    clock = LateClock(late)
+    limiter = TokenBucketLimiter(qps, margin=margin, clock=clock, sleep=clock.sleep)
+    grants: list[float] = []
+
+    async def one() -> None:
+        reservation = await limiter.reserve()
+        grants.append(clock())
+        reservation.sent()
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(1000):
+            tg.start_soon(one)
+    achieved = (len(grants) - 1) / (grants[-1] - grants[0])
+    assert achieved >= 0.99 * qps / (1 + margin)
+    assert max_in_window(grants, 1.0 + margin) <= qps
+
+
+async def test_an_idle_gap_restarts_the_schedule() -> None:
+    """A slot left unused for a whole interval is not handed out later as a burst."""
+    limiter, clock = make(2.0, margin=0.04)
+    await limiter.acquire()
+    clock.now += 10.0  # idle
+    first = clock()
+    await limiter.acquire()
+    await limiter.acquire()
+    assert clock() - first == pytest.approx(0.52)
+
+
 # -- departures (reserve) ----------------------------------------------------------------
 
 

@@ -5,8 +5,9 @@ reads the Redis server's ``TIME``, so callers with skewed clocks still agree. It
 (slot granted) or the milliseconds to wait; `RedisLimiter.acquire` sleeps that long and
 asks again. Grants follow a schedule ``(1 + margin) / floor(qps)`` seconds apart (``(1 +
 margin) / qps`` below 1 QPS; a grant that woke late keeps its place on it), exactly like
-`idphoto_async._limiter.TokenBucketLimiter` with ``burst=1``, and like it the script keeps a window over the requests' real departures: a
-slot taken with `RedisLimiter.reserve` is pending (it may leave at any moment) until its
+`idphoto_async._limiter.TokenBucketLimiter` with ``burst=1``, and like it the script keeps
+a window over the requests' real departures: a slot taken with `RedisLimiter.reserve` is
+pending (it may leave at any moment) until its
 `idphoto_async._limiter.Reservation.publish` stamps its departure on the server's clock, and
 no slot is granted while ``floor(qps)`` requests left (or may leave) within one window. So a
 server that allows ``floor(qps)`` arrivals in any closed 1 s window never sees one too many,

@@ -4,6 +4,7 @@ seen set, URL identity and the side-file checks."""
 from __future__ import annotations
 
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,10 @@ from idphoto_async import (
     ValidationError,
 )
 from idphoto_async._batch import check_side_files, restore_error
-from idphoto_async._batch._inputs import normalise_url
+from idphoto_async._batch._inputs import InputPlanner, normalise_url
 from idphoto_async._batch._layout import real
+from idphoto_async._batch._outcome import BatchStats
+from idphoto_async._batch._plans import PLAN_BATCH, plans
 from idphoto_async._batch._policy import Attempts, Reason
 from idphoto_async._batch._seen import SeenSet, fingerprint
 from idphoto_async._journal import error_info
@@ -113,3 +116,34 @@ def test_a_report_on_the_journal_it_imports_is_refused(tmp_path: Path) -> None:
     assert issubclass(BatchConfigError, ValidationError) and not issubclass(
         BatchConfigError, APIStatusError
     )
+
+
+@pytest.mark.anyio
+async def test_plans_are_taken_in_groups_and_an_error_comes_after_the_plans_before_it(
+    tmp_path: Path,
+) -> None:
+    """Inputs are planned up to PLAN_BATCH ahead, one worker-thread hop per group; an input
+    source that breaks mid-group still delivers the plans before it, then its error."""
+    photos = []
+    for i in range(40):
+        photo = tmp_path / "in" / f"p{i:02}.jpg"
+        photo.parent.mkdir(exist_ok=True)
+        photo.write_bytes(b"\xff\xd8 not decoded here")
+        photos.append(photo)
+    delivered = 0
+    ahead: list[int] = []
+
+    def source() -> Iterator[Path]:
+        for pulled, photo in enumerate(photos):
+            ahead.append(pulled - delivered)
+            yield photo
+        raise RuntimeError("the input source broke")
+
+    stats = BatchStats()
+    with InputPlanner(tmp_path / "out", {}) as planner:
+        with pytest.raises(RuntimeError, match="source broke"):
+            async for _plan in plans(planner, source(), stats):
+                delivered += 1
+    assert delivered == 40
+    assert max(ahead) >= PLAN_BATCH // 2  # planned in groups, not one hop per input
+    assert max(ahead) <= PLAN_BATCH  # and never more than a group ahead

@@ -45,10 +45,10 @@ def run_batch(
     Args:
         inputs: image paths, folders (walked recursively for image files, in sorted order),
             ``http(s)://`` URLs, `BatchItem`\\ s or ``(source, options)`` pairs, from any
-            (sync or async) iterable, taken lazily: at most ``max_in_flight`` ahead of the
-            outcomes. One photo named several ways is one input (the later names are
-            dropped, counted in ``stats.duplicates``). A list is checked whole before any
-            request.
+            (sync or async) iterable, taken lazily: at most ``max_in_flight`` + 16 ahead of
+            the outcomes (inputs are planned 16 at a time in a worker thread). One photo
+            named several ways is one input (the later names are dropped, counted in
+            ``stats.duplicates``). A list is checked whole before any request.
         out_dir: outputs go here, mirroring the inputs' relative paths, with the extension
             of ``format``. It must not be an input folder, nor contain one.
         mode: ``"async"`` (create, poll, download; resumable) or ``"sync"`` (one request per

@@ -54,26 +54,56 @@ def _next_plan(plans: Iterator[Plan], skipped: _Skipped) -> PlannedInput | Batch
     return None
 
 
+PLAN_BATCH = 16
+"""Inputs planned per worker-thread hop once the run is going (the first hop plans one, so
+the first photo starts at once): a hop costs more CPU than planning a photo does."""
+
+
+def _next_plans(
+    plans: Iterator[Plan], skipped: _Skipped, limit: int
+) -> tuple[list[PlannedInput | BatchOutcome], Exception | None]:
+    """Up to ``limit`` next plans, and the error that cut them short (to be raised once the
+    plans before it are used). Blocking."""
+    batch: list[PlannedInput | BatchOutcome] = []
+    try:
+        while len(batch) < limit:
+            plan = _next_plan(plans, skipped)
+            if plan is None:
+                break
+            batch.append(plan)
+    except Exception as exc:
+        if not batch:
+            raise
+        return batch, exc
+    return batch, None
+
+
 async def plans(
     planner: InputPlanner,
     inputs: Iterable[BatchInput] | AsyncIterable[BatchInput],
     stats: BatchStats,
 ) -> AsyncIterator[PlannedInput | BatchOutcome]:
-    """The plans of every input, in order, one at a time (the caller pulls once it has a
-    slot free); planning, and pulling a plain iterable, run in a worker thread.
+    """The plans of every input, in order (the caller pulls one once it has a slot free);
+    planning, and pulling a plain iterable, run in a worker thread, up to `PLAN_BATCH`
+    inputs ahead of the caller.
 
     (An async generator without a task group or cancel scope inside: safe to abandon.)
     """
 
     async def drain(plans: Iterator[Plan]) -> AsyncIterator[PlannedInput | BatchOutcome]:
+        limit = 1
         while True:
             skipped = _Skipped()
-            plan = await anyio.to_thread.run_sync(_next_plan, plans, skipped)
+            batch, error = await anyio.to_thread.run_sync(_next_plans, plans, skipped, limit)
             stats.duplicates += skipped.duplicates
             stats.other_shards += skipped.other_shards
-            if plan is None:
+            for plan in batch:
+                yield plan
+            if error is not None:
+                raise error
+            if len(batch) < limit:
                 return
-            yield plan
+            limit = min(PLAN_BATCH, limit * 2)
 
     if isinstance(inputs, AsyncIterable):
         async for raw in inputs:

@@ -11,8 +11,8 @@ read-only path, a full disk) is a `DownloadError` with ``retryable=False``.
 
 File I/O runs in anyio worker threads (not aiofiles, which runs on asyncio's executor only:
 this SDK must run unchanged on trio). A result is buffered in memory up to `SPOOL_BYTES` and
-written, flushed and renamed in one thread hop; a larger one spills to the temporary file as
-it streams.
+checked for a folder in the way, written, flushed and renamed in one thread hop (a hop costs
+more CPU than the file work itself); a larger one spills to the temporary file as it streams.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import os
 import secrets
 from datetime import UTC, datetime
@@ -78,13 +79,6 @@ async def save_result(
     expires = result.expires_at
     if result.is_url and expires is not None and expires <= datetime.now(UTC):
         raise ResultExpiredError(result.task_id, f" (it expired at {expires.isoformat()})")
-    if await anyio.Path(path).is_dir():
-        raise DownloadError(
-            f"Cannot save the result of task {result.task_id}: {str(path)!r} is a folder.",
-            task_id=result.task_id,
-            retryable=False,
-            advice=_WRITE_ADVICE,
-        )
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
     spool = _Spool(tmp)
     try:
@@ -94,6 +88,13 @@ async def save_result(
             else:
                 _decode_base64(result, spool, max_bytes=max_bytes)
             await anyio.to_thread.run_sync(spool.finish, path)
+        except IsADirectoryError:
+            raise DownloadError(
+                f"Cannot save the result of task {result.task_id}: {str(path)!r} is a folder.",
+                task_id=result.task_id,
+                retryable=False,
+                advice=_WRITE_ADVICE,
+            ) from None
         except OSError as exc:
             raise DownloadError(
                 f"Cannot save the result of task {result.task_id} to {str(path)!r}: "
@@ -139,7 +140,10 @@ class _Spool:
         self.buffered = 0
 
     def finish(self, dest: Path) -> None:
-        """Write the rest to ``tmp`` and rename it to ``dest`` (worker thread)."""
+        """Write the rest to ``tmp`` and rename it to ``dest`` (worker thread); a folder at
+        ``dest`` raises `IsADirectoryError` (checked here, not in a thread hop of its own)."""
+        if dest.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder", str(dest))
         self.spill()
         assert self.file is not None
         file, self.file = self.file, None

@@ -139,11 +139,14 @@ async def test_plans_are_taken_in_groups_and_an_error_comes_after_the_plans_befo
             yield photo
         raise RuntimeError("the input source broke")
 
-    stats = BatchStats()
-    with InputPlanner(tmp_path / "out", {}) as planner:
-        with pytest.raises(RuntimeError, match="source broke"):
-            async for _plan in plans(planner, source(), stats):
+    async def take_all() -> None:
+        nonlocal delivered
+        with InputPlanner(tmp_path / "out", {}) as planner:
+            async for _plan in plans(planner, source(), BatchStats()):
                 delivered += 1
+
+    with pytest.raises(RuntimeError, match="source broke"):
+        await take_all()
     assert delivered == 40
     assert max(ahead) >= PLAN_BATCH // 2  # planned in groups, not one hop per input
     assert max(ahead) <= PLAN_BATCH  # and never more than a group ahead

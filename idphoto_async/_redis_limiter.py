@@ -43,6 +43,7 @@ import redis.retry
 
 from ._constants import DEFAULT_QPS
 from ._errors import IDPhotoError, LimiterTimeoutError
+from ._eventloop import on_asyncio
 from ._limiter import Reservation, TokenBucketLimiter
 from ._waiters import FairQueue, Waiter
 
@@ -257,14 +258,6 @@ def _client_url(client: redis.Redis | redis.asyncio.Redis) -> str:
     return f"redis://{auth}{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/" + str(
         kwargs.get("db", 0)
     )
-
-
-def _on_asyncio() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 class RedisLimiter:
@@ -666,7 +659,7 @@ class RedisLimiter:
         """Run the script; the seconds to wait (0: granted or recorded)."""
         args = self._args(op, pause, max(0.0, max_wait), slot, pending, elapsed)
         try:
-            if _on_asyncio() and not isinstance(self._injected, redis.Redis):
+            if on_asyncio() and not isinstance(self._injected, redis.Redis):
                 ascript = self._async_script()
                 result = await ascript(keys=[self._key], args=args)
             else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._aiohttp import AiohttpTransport
 from ._batch import (
     BatchConfigError,
     BatchOutcome,
@@ -41,6 +42,7 @@ from ._models import Task, TaskResult, TaskState
 from ._options import CreateOptions, ReturnType
 from ._paths import BatchItem
 from ._polling import PollSchedule
+from ._pool import HTTPBackend
 from ._retry import Retry, RetryPolicy, RetryPredicate
 from ._sync_client import IDPhotoClient
 
@@ -66,6 +68,7 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AiohttpTransport",
     "AsyncIDPhotoClient",
     "AuthenticationError",
     "BadRequestError",
@@ -78,6 +81,7 @@ __all__ = [
     "ClientClosedError",
     "CreateOptions",
     "DownloadError",
+    "HTTPBackend",
     "IDPhotoClient",
     "IDPhotoError",
     "ImageFile",

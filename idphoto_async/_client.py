@@ -36,7 +36,7 @@ from ._limiter import Limiter, TokenBucketLimiter
 from ._models import Task, TaskResult
 from ._options import CreateOptions, ReturnType, make_options
 from ._polling import PollSchedule
-from ._pool import make_http_client
+from ._pool import HTTPBackend, make_pool
 from ._retry import Retry, RetryPolicy
 from ._transport import ApiCaller, Secret
 
@@ -92,6 +92,10 @@ class AsyncIDPhotoClient:
             turn (the task is already paid for: shedding them would lose the photo).
         max_connections: size of the connection pool.
         max_download_bytes: cap on a downloaded result.
+        http_backend: what the client's own pool is made of (ignored with ``http_client``):
+            ``"httpx"`` (default: httpcore, asyncio and trio), ``"aiohttp"`` (asyncio only,
+            a third of the CPU per request; ``pip install 'idphoto-async[aiohttp]'``), or
+            ``"auto"``: aiohttp when it is installed and the client runs on asyncio.
     """
 
     def __init__(
@@ -110,6 +114,7 @@ class AsyncIDPhotoClient:
         queue_timeout: float | None = None,
         max_connections: int = 64,
         max_download_bytes: int = MAX_RESULT_BYTES,
+        http_backend: HTTPBackend = "httpx",
     ) -> None:
         base = (base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
         parsed = urllib.parse.urlsplit(base)
@@ -131,7 +136,7 @@ class AsyncIDPhotoClient:
             raise ValidationError("max_retries must be 0 or more.", field="max_retries")
         self._timeout = _as_timeout(timeout)
         self._owns_http = http_client is None
-        self._http = http_client or make_http_client(max_connections, self._timeout)
+        self._http = http_client or make_pool(http_backend, max_connections, self._timeout)
         self.limiter: Limiter = limiter or TokenBucketLimiter(qps)
         self.poll_schedule = poll_schedule or PollSchedule()
         self.retry_creates = retry_creates

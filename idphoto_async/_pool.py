@@ -17,11 +17,24 @@ from __future__ import annotations
 import math
 import ssl
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import httpx
 
-__all__ = ["DEFAULT_SHARD_SIZE", "KEEPALIVE_EXPIRY", "ShardedTransport", "make_http_client"]
+from ._errors import ValidationError
+from ._eventloop import on_asyncio
+
+__all__ = [
+    "DEFAULT_SHARD_SIZE",
+    "KEEPALIVE_EXPIRY",
+    "HTTPBackend",
+    "ShardedTransport",
+    "make_http_client",
+    "make_pool",
+]
+
+HTTPBackend = Literal["httpx", "aiohttp", "auto"]
+"""What a client's own pool is made of (`make_pool`)."""
 
 KEEPALIVE_EXPIRY: Final = 2.0
 """Seconds an idle connection is kept. Below the 5 s that uvicorn (and httpx by default) use:
@@ -177,3 +190,47 @@ def make_http_client(max_connections: int, timeout: httpx.Timeout) -> httpx.Asyn
         follow_redirects=False,
         trust_env=False,
     )
+
+
+def make_pool(
+    backend: HTTPBackend, max_connections: int, timeout: httpx.Timeout
+) -> httpx.AsyncClient:
+    """The client's own pool: httpx's (`make_http_client`) or aiohttp's
+    (`idphoto_async._aiohttp.make_aiohttp_client`); ``"auto"``: aiohttp when installed,
+    with httpx's pool in reserve for trio (chosen at the first request)."""
+    from ._aiohttp import aiohttp_available, make_aiohttp_client
+
+    if backend == "httpx" or (backend == "auto" and not aiohttp_available()):
+        return make_http_client(max_connections, timeout)
+    if backend == "aiohttp":
+        return make_aiohttp_client(max_connections, timeout)
+    if backend == "auto":
+        return httpx.AsyncClient(
+            transport=_AsyncioFirst(max_connections),
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+        )
+    raise ValidationError(
+        f"http_backend must be 'httpx', 'aiohttp' or 'auto', got {backend!r}.",
+        field="http_backend",
+    )
+
+
+class _AsyncioFirst(httpx.AsyncBaseTransport):
+    """``http_backend="auto"``: aiohttp's pool on asyncio, httpx's sharded pool on trio."""
+
+    def __init__(self, max_connections: int) -> None:
+        from ._aiohttp import AiohttpTransport
+
+        self._aiohttp = AiohttpTransport(max_connections, keepalive_expiry=KEEPALIVE_EXPIRY)
+        self._httpx = ShardedTransport(max_connections, trust_env=False)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if on_asyncio():
+            return await self._aiohttp.handle_async_request(request)
+        return await self._httpx.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._aiohttp.aclose()
+        await self._httpx.aclose()

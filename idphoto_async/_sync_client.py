@@ -34,6 +34,7 @@ from ._models import Task, TaskResult
 from ._options import ReturnType
 from ._paths import BatchInput
 from ._polling import PollSchedule
+from ._pool import HTTPBackend
 from ._retry import RetryPolicy
 
 __all__ = ["IDPhotoClient"]
@@ -140,6 +141,7 @@ class IDPhotoClient:
         queue_timeout: float | None = None,
         max_connections: int = 64,
         max_download_bytes: int = MAX_RESULT_BYTES,
+        http_backend: HTTPBackend = "httpx",
         backend: Literal["asyncio", "trio"] = "asyncio",
         backend_options: dict[str, Any] | None = None,
     ) -> None:
@@ -155,6 +157,7 @@ class IDPhotoClient:
             "queue_timeout": queue_timeout,
             "max_connections": max_connections,
             "max_download_bytes": max_download_bytes,
+            "http_backend": http_backend,
         }
         self._lock = threading.Lock()
         self._closed = False

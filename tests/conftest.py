@@ -1,4 +1,5 @@
-"""Shared fixtures: every async test runs on asyncio and on trio.
+"""Shared fixtures: every async test runs on asyncio and on trio; a test that asks for
+``http_backend`` runs on httpx's pool (asyncio and trio) and on aiohttp's (asyncio only).
 
 Under pytest-xdist, tests marked ``exclusive`` (a strict rate window on the wall clock) run
 while no other test does: a writer-preferring readers-writer lock over two files, shared
@@ -19,6 +20,20 @@ import pytest
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+HTTP_BACKEND_RUNS = [("asyncio", "httpx"), ("trio", "httpx"), ("asyncio", "aiohttp")]
+"""(event loop, connection pool) pairs for the tests that ask for ``http_backend``."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before the anyio_backend fixture's own parametrization
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "http_backend" in metafunc.fixturenames:
+        metafunc.parametrize(
+            ("anyio_backend", "http_backend"),
+            HTTP_BACKEND_RUNS,
+            ids=[f"{loop}-{pool}" for loop, pool in HTTP_BACKEND_RUNS],
+        )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -16,6 +16,15 @@ import idphoto_async as ia
 
 pytestmark = pytest.mark.anyio
 
+BACKEND: ia.HTTPBackend = "httpx"
+"""The pool of the clients made here (each test runs on both: see ``conftest.py``)."""
+
+
+@pytest.fixture(autouse=True)
+def _each_http_backend(http_backend: ia.HTTPBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(f"{__name__}.BACKEND", http_backend)
+
+
 TASK = b'{"status": 200, "message": "ok", "data": {"task_id": "T1", "state": 0}}'
 
 
@@ -36,7 +45,7 @@ async def trickle_body(stream: anyio.abc.SocketStream, request: bytes) -> None:
 
 
 def client(base: str, **kwargs: object) -> ia.AsyncIDPhotoClient:
-    return ia.AsyncIDPhotoClient("k", base, qps=1000, max_retries=0, **kwargs)  # type: ignore[arg-type]
+    return ia.AsyncIDPhotoClient("k", base, qps=1000, max_retries=0, http_backend=BACKEND, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("call", ["create", "get"])

@@ -16,6 +16,14 @@ from idphoto_async.testing import LocalServer, LocalServerProcess
 
 pytestmark = pytest.mark.anyio
 
+BACKEND: ia.HTTPBackend = "httpx"
+"""The pool of the clients made here (each test runs on both: see ``conftest.py``)."""
+
+
+@pytest.fixture(autouse=True)
+def _each_http_backend(http_backend: ia.HTTPBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(f"{__name__}.BACKEND", http_backend)
+
 
 def portrait(size: tuple[int, int] = (240, 320)) -> bytes:
     buf = io.BytesIO()
@@ -36,6 +44,7 @@ def server() -> Iterator[LocalServer]:
 def client_for(srv: LocalServer | LocalServerProcess, **kwargs: Any) -> AsyncIDPhotoClient:
     kwargs.setdefault("qps", 1000.0)
     kwargs.setdefault("poll_schedule", fast_schedule())
+    kwargs.setdefault("http_backend", BACKEND)
     return AsyncIDPhotoClient(None, srv.base_url, **kwargs)
 
 
@@ -99,11 +108,13 @@ async def test_expired_result_is_detected(tmp_path: Path) -> None:
 
 async def test_wrong_key_is_an_authentication_error() -> None:
     with LocalServer(api_keys=("right-key",), qps=None) as srv:
-        async with AsyncIDPhotoClient("wrong-key", srv.base_url) as client:
+        async with AsyncIDPhotoClient("wrong-key", srv.base_url, http_backend=BACKEND) as client:
             with pytest.raises(ia.AuthenticationError) as info:
                 await client.create(portrait())
         assert "wrong-key" not in str(info.value)
-        async with AsyncIDPhotoClient("right-key", srv.base_url, qps=100) as client:
+        async with AsyncIDPhotoClient(
+            "right-key", srv.base_url, qps=100, http_backend=BACKEND
+        ) as client:
             assert (await client.create(portrait())).task_id
 
 

@@ -21,6 +21,15 @@ from idphoto_async._retry import RetryPolicy
 
 pytestmark = pytest.mark.anyio
 
+BACKEND: ia.HTTPBackend = "httpx"
+"""The pool of the clients made here (each test runs on both: see ``conftest.py``)."""
+
+
+@pytest.fixture(autouse=True)
+def _each_http_backend(http_backend: ia.HTTPBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(f"{__name__}.BACKEND", http_backend)
+
+
 PNG = noisy_png()
 FAST = RetryPolicy(max_retries=2, initial=0.01, maximum=0.02)
 
@@ -30,7 +39,9 @@ def result_at(url: str, task_id: str = "T1") -> ia.TaskResult:
 
 
 def client(base: str = "http://127.0.0.1:1", **kwargs: object) -> ia.AsyncIDPhotoClient:
-    return ia.AsyncIDPhotoClient("k", base, qps=1000, retry_policy=FAST, **kwargs)  # type: ignore[arg-type]
+    return ia.AsyncIDPhotoClient(
+        "k", base, qps=1000, retry_policy=FAST, http_backend=BACKEND, **kwargs
+    )  # type: ignore[arg-type]
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -53,8 +64,11 @@ async def no_length_cut(stream: anyio.abc.SocketStream, request: bytes) -> None:
 @pytest.mark.parametrize("lie", [short_length, no_length_cut], ids=["short-length", "cut"])
 async def test_a_cut_image_is_never_stored(tmp_path: Path, lie: object) -> None:
     out = tmp_path / "out"
+    # aiohttp's parser refuses the bytes past a declared length itself; httpx stops at the
+    # length, and the image check finds the PNG cut short.
+    refused = "RemoteProtocolError" if BACKEND == "aiohttp" and lie is short_length else None
     async with raw_server(lie) as (base, requests), client() as c:  # type: ignore[arg-type]
-        with pytest.raises(ia.DownloadError, match="incomplete PNG") as caught:
+        with pytest.raises(ia.DownloadError, match=refused or "incomplete PNG") as caught:
             await c.download(result_at(f"{base}/r.png"), out / "a.png")
     assert caught.value.retryable and caught.value.task_id == "T1"
     assert len(requests) == 1 + FAST.max_retries  # retried, then given up

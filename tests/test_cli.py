@@ -24,7 +24,7 @@ KEY = "cli-test-key"
 BATCH_FLAGS = [
     "-o", "--size", "--format", "--bg-color", "--return-type", "--mode", "--qps",
     "--max-in-flight", "--journal", "--report", "--base-url", "--local", "--no-progress",
-    "--retry-failed",
+    "--retry-failed", "--http-backend",
 ]  # fmt: skip
 
 
@@ -102,6 +102,7 @@ def test_missing_key_exits_2_and_says_how(tmp_path: Path) -> None:
         (["--max-in-flight", "0"], "--max-in-flight"),
         (["--format", "gif"], "invalid choice"),
         (["--local", "--base-url", "http://x"], "--local"),
+        (["--http-backend", "curl"], "invalid choice"),
     ],
 )
 def test_bad_flags_exit_2_with_a_clear_message(
@@ -162,6 +163,19 @@ def test_batch_with_bad_files_exits_1_with_a_report(server: LocalServer, tmp_pat
     assert sorted(p.name for p in (tmp_path / "o2").glob("*.jpg")) == [
         f"p{i:05d}.jpg" for i in range(4)
     ]
+
+
+@pytest.mark.parametrize("backend", ["httpx", "aiohttp"])
+def test_batch_on_each_http_backend(server: LocalServer, tmp_path: Path, backend: str) -> None:
+    images = make_images(tmp_path / "in", 3)
+    before = server.stats()["creates"]
+    args = ["-o", str(tmp_path / "out"), "--base-url", server.base_url, "--qps", "50"]
+    done = idphoto("batch", *map(str, images), *args, "--no-progress", "--http-backend", backend)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
+        i.with_suffix(".png").name for i in images
+    ]
+    assert server.stats()["creates"] - before == 3
 
 
 def test_batch_url_input_and_sync_mode(server: LocalServer, tmp_path: Path) -> None:

@@ -301,6 +301,7 @@ async def _run(
                 qps=qps,
                 limiter=limiter,
                 poll_schedule=_local_schedule() if args.local else None,
+                http_backend=args.http_backend,
             ) as client,
         ):
             runner = BatchRunner(

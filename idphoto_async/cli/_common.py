@@ -72,7 +72,8 @@ def add_option_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_client_flags(parser: argparse.ArgumentParser, *, qps_default: str = "2") -> Any:
-    """--base-url, --qps: where requests go and how fast; returns the "service" group."""
+    """--base-url, --qps, --http-backend: where requests go, how fast and through which pool;
+    returns the "service" group."""
     group = parser.add_argument_group("service")
     group.add_argument(
         "--base-url",
@@ -84,6 +85,13 @@ def add_client_flags(parser: argparse.ArgumentParser, *, qps_default: str = "2")
         type=float,
         metavar="Q",
         help=f"requests per second allowed by your key (default {qps_default})",
+    )
+    group.add_argument(
+        "--http-backend",
+        choices=("auto", "httpx", "aiohttp"),
+        default="auto",
+        help="connection pool: aiohttp (a third of the CPU per request; needs "
+        "idphoto-async[aiohttp]) or httpx; auto (default): aiohttp when installed",
     )
     return group
 

@@ -109,7 +109,10 @@ async def _with_client(args: argparse.Namespace, key: str | None, work: Any) -> 
 
     try:
         async with AsyncIDPhotoClient(
-            api_key=key, base_url=args.base_url, qps=args.qps or 2.0
+            api_key=key,
+            base_url=args.base_url,
+            qps=args.qps or 2.0,
+            http_backend=args.http_backend,
         ) as client:
             result: int = await work(client)
             return result

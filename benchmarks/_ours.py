@@ -2,7 +2,8 @@
 
 With ``concurrency`` (photos in flight) the client gets as many connections. ``one_pool``
 injects a plain ``httpx.AsyncClient`` (one httpcore pool, what the client made for itself
-before the sharded pool) to measure what the sharding saves.
+before the sharded pool) to measure what the sharding saves; ``http_backend="aiohttp"``
+measures the client on its optional aiohttp pool.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import anyio
 import httpx
 
-from idphoto_async import AsyncIDPhotoClient
+from idphoto_async import AsyncIDPhotoClient, HTTPBackend
 
 from ._progress import Progress
 
@@ -33,6 +34,7 @@ def run_ours(
     qps: float,
     concurrency: int | None = None,
     one_pool: bool = False,
+    http_backend: HTTPBackend = "httpx",
 ) -> None:
     """Run one batch over ``inputs`` (journal on, as for a user), marking each outcome."""
 
@@ -50,7 +52,11 @@ def run_ours(
                 )
             client = await stack.enter_async_context(
                 AsyncIDPhotoClient(
-                    base_url=base_url, qps=qps, max_connections=connections, http_client=http
+                    base_url=base_url,
+                    qps=qps,
+                    max_connections=connections,
+                    http_client=http,
+                    http_backend=http_backend,
                 )
             )
             outcomes = await stack.enter_async_context(

@@ -42,7 +42,7 @@ def _run(spec: dict[str, Any], progress: Progress) -> None:
     inputs = input_paths(Path(spec["inputs"]), spec["n"])
     out_dir = Path(spec["out_dir"])
     client = spec["client"]
-    if client in ("ours", "ours-one-pool"):
+    if client in ("ours", "ours-one-pool", "ours-aiohttp"):
         from ._ours import run_ours
 
         run_ours(
@@ -54,6 +54,7 @@ def _run(spec: dict[str, Any], progress: Progress) -> None:
             qps=spec["qps"],
             concurrency=spec.get("concurrency"),
             one_pool=client == "ours-one-pool",
+            http_backend="aiohttp" if client == "ours-aiohttp" else "httpx",
         )
     elif client == "gather":
         from ._baseline_gather import run_gather

@@ -34,7 +34,7 @@ class ClientSpec:
     """One client of a scenario; ``n`` overrides the scenario's photo count."""
 
     label: str
-    client: str  # ours | ours-one-pool | gather | threads
+    client: str  # ours | ours-one-pool | ours-aiohttp | gather | threads
     mode: str = "async"
     concurrency: int | None = None
     n: int | None = None
@@ -66,6 +66,8 @@ class Scenario:
 
 OURS_ASYNC = ClientSpec("ours, async", "ours", "async")
 OURS_SYNC = ClientSpec("ours, sync", "ours", "sync")
+OURS_ASYNC_AIOHTTP = ClientSpec("ours, async, aiohttp pool", "ours-aiohttp", "async")
+OURS_SYNC_AIOHTTP = ClientSpec("ours, sync, aiohttp pool", "ours-aiohttp", "sync")
 
 
 def scenarios(size: str = "full") -> dict[str, Scenario]:
@@ -106,6 +108,8 @@ def scenarios(size: str = "full") -> dict[str, Scenario]:
             (
                 OURS_ASYNC,
                 OURS_SYNC,
+                OURS_ASYNC_AIOHTTP,
+                OURS_SYNC_AIOHTTP,
                 ClientSpec(
                     "baseline (a) gather+aiolimiter, poll 1 s",
                     "gather",
@@ -129,6 +133,9 @@ def scenarios(size: str = "full") -> dict[str, Scenario]:
             "fixed:0" if tiny else "lognormal:3,0.6",
             (
                 ClientSpec("ours, sync", "ours", "sync", concurrency=in_flight),
+                ClientSpec(
+                    "ours, sync, aiohttp pool", "ours-aiohttp", "sync", concurrency=in_flight
+                ),
                 ClientSpec(
                     "ours, sync, one httpx pool (before)",
                     "ours-one-pool",

@@ -155,7 +155,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             response = await session.request(
                 request.method,
                 yarl.URL(str(request.url), encoded=True),  # as httpx encoded it, not requoted
-                headers=list(request.headers.multi_items()),
+                headers=[
+                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
+                ],
                 data=body,
                 allow_redirects=False,
                 compress=None,
@@ -296,9 +298,6 @@ def _mapped_errors(aiohttp: Any) -> Iterator[None]:
 def make_aiohttp_client(max_connections: int, timeout: httpx.Timeout) -> httpx.AsyncClient:
     """The ``httpx.AsyncClient`` of ``http_backend="aiohttp"``: an `AiohttpTransport`, no
     redirects, no proxies from the environment, TLS verified."""
-    return httpx.AsyncClient(
-        transport=AiohttpTransport(max_connections),
-        timeout=timeout,
-        follow_redirects=False,
-        trust_env=False,
-    )
+    from ._own_client import OwnPoolClient
+
+    return OwnPoolClient(AiohttpTransport(max_connections), timeout)

@@ -23,6 +23,7 @@ import httpx
 
 from ._errors import ValidationError
 from ._eventloop import on_asyncio
+from ._own_client import OwnPoolClient
 
 __all__ = [
     "DEFAULT_SHARD_SIZE",
@@ -184,12 +185,7 @@ class _CountedStream(httpx.AsyncByteStream):
 def make_http_client(max_connections: int, timeout: httpx.Timeout) -> httpx.AsyncClient:
     """The ``httpx.AsyncClient`` a client makes for itself: a `ShardedTransport`, no
     redirects, no proxies from the environment, TLS verified."""
-    return httpx.AsyncClient(
-        transport=ShardedTransport(max_connections, trust_env=False),
-        timeout=timeout,
-        follow_redirects=False,
-        trust_env=False,
-    )
+    return OwnPoolClient(ShardedTransport(max_connections, trust_env=False), timeout)
 
 
 def make_pool(
@@ -205,12 +201,7 @@ def make_pool(
     if backend == "aiohttp":
         return make_aiohttp_client(max_connections, timeout)
     if backend == "auto":
-        return httpx.AsyncClient(
-            transport=_AsyncioFirst(max_connections),
-            timeout=timeout,
-            follow_redirects=False,
-            trust_env=False,
-        )
+        return OwnPoolClient(_AsyncioFirst(max_connections), timeout)
     raise ValidationError(
         f"http_backend must be 'httpx', 'aiohttp' or 'auto', got {backend!r}.",
         field="http_backend",

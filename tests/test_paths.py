@@ -136,3 +136,22 @@ def test_check_inside_catches_symlinks_out(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="outside"):
         check_inside(out.resolve(), dest, "s")
     check_inside(out.resolve(), out.resolve() / "ok.png", "s")
+
+
+@pytest.mark.parametrize(
+    ("path", "root", "inside"),
+    [
+        ("/a/b", "/a/b", True),
+        ("/a/b/c.png", "/a/b", True),
+        ("/a/bc/c.png", "/a/b", False),  # a sibling sharing the prefix is not inside
+        ("/a", "/a/b", False),
+        ("/x", "/", True),
+        ("/", "/", True),
+    ],
+)
+def test_is_within_compares_whole_path_parts(path: str, root: str, inside: bool) -> None:
+    from idphoto_async._paths import is_within
+
+    assert is_within(path, root) is inside
+    assert is_within(Path(path), Path(root)) is inside
+    assert Path(path).is_relative_to(root) is inside  # the same answer as pathlib's

@@ -28,7 +28,16 @@ import attrs
 from .._errors import ValidationError
 from .._journal import input_key
 from .._options import CreateOptions, make_options
-from .._paths import BatchInput, BatchItem, check_inside, output_path, to_item, walk, with_hash
+from .._paths import (
+    BatchInput,
+    BatchItem,
+    check_inside,
+    is_within,
+    output_path,
+    to_item,
+    walk,
+    with_hash,
+)
 from ._layout import check_argument, real
 from ._outcome import BatchOutcome
 from ._seen import SeenSet
@@ -88,11 +97,6 @@ def normalise_url(url: str) -> str:
     )
     netloc = f"{auth}{host}{f':{port}' if port else ''}"
     return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
-
-
-def _identity(item: BatchItem) -> str:
-    """The same photo under any name: the real path, or the normalised URL."""
-    return normalise_url(item.source) if item.is_url else str(real(item.source))
 
 
 def _journal_identity(item: BatchItem, identity: str) -> str:
@@ -160,9 +164,9 @@ class InputPlanner:
         except (ValidationError, TypeError, ValueError) as exc:
             yield _rejected(show(raw), exc)
             return
-        check_argument(item.source, self.out_root)
-        if item.is_url or not os.path.isdir(item.source):
-            yield self._plan_item(item)
+        resolved = check_argument(item.source, self.out_root)
+        if resolved is None or not os.path.isdir(resolved):
+            yield self._plan_item(item, resolved)
             return
         for found in walk(Path(item.source), skip=[self.out_root]):
             yield self._plan_item(attrs.evolve(found, options=item.options))
@@ -175,12 +179,16 @@ class InputPlanner:
         except TypeError as exc:
             raise ValidationError(str(exc)) from None
 
-    def _plan_item(self, item: BatchItem) -> Plan:
+    def _plan_item(self, item: BatchItem, resolved: Path | None = None) -> Plan:
+        """The plan of one photo; ``resolved``: its real path, if known already."""
         try:
             options = self._options_of(item)
         except ValidationError as exc:
             return _rejected(item.source, exc)
-        identity = _identity(item)
+        if not item.is_url and resolved is None:
+            resolved = real(item.source)
+        # The same photo under any name: its real path, or its normalised URL.
+        identity = normalise_url(item.source) if resolved is None else str(resolved)
         fields = options.form_fields()
         if not self._photos.add(json.dumps([identity, fields], sort_keys=True)):
             return DUPLICATE
@@ -188,7 +196,7 @@ class InputPlanner:
         if self._shard is not None and not self._shard.owns(identity):
             return OTHER_SHARD
         try:
-            if not item.is_url and real(item.source).is_relative_to(self.out_root):
+            if resolved is not None and is_within(resolved, self.out_root):
                 raise ValidationError(
                     f"{item.source} leads into the output directory (through a link): an "
                     "output could replace it",

@@ -16,7 +16,7 @@ from typing import Final
 
 from .._errors import ValidationError
 from .._journal import Journal
-from .._paths import IMAGE_EXTENSIONS, is_url
+from .._paths import IMAGE_EXTENSIONS, is_url, is_within
 
 __all__ = [
     "BatchConfigError",
@@ -43,11 +43,12 @@ def real(path: str | os.PathLike[str]) -> Path:
 
 
 def _inside(path: Path, root: Path) -> bool:
-    return path == root or path.is_relative_to(root)
+    return is_within(path, root)
 
 
-def check_argument(raw: str, out_root: Path) -> None:
-    """Refuse an input argument that is empty or overlaps the output directory ``out_root``.
+def check_argument(raw: str, out_root: Path) -> Path | None:
+    """Refuse an input argument that is empty or overlaps the output directory ``out_root``;
+    return its resolved path (None for a URL).
 
     A folder equal to OUT or inside it would have its images replaced by their outputs (and
     walked again as inputs by the next run); so would a file inside OUT. OUT inside an input
@@ -60,7 +61,7 @@ def check_argument(raw: str, out_root: Path) -> None:
             field="inputs",
         )
     if is_url(raw):
-        return
+        return None
     path = real(raw)
     if path.is_dir():
         if _inside(path, out_root):
@@ -76,6 +77,7 @@ def check_argument(raw: str, out_root: Path) -> None:
             "replace it; move it or choose another -o/out_dir",
             field="out_dir",
         )
+    return path
 
 
 def check_side_files(

@@ -41,7 +41,7 @@ def _git(*args: str) -> str:
     return out.stdout.strip()
 
 
-VERSIONED = ("httpx", "httpcore", "h11", "anyio", "requests", "aiolimiter")
+VERSIONED = ("httpx", "httpcore", "h11", "aiohttp", "anyio", "requests", "aiolimiter")
 """The dependencies whose versions the figures depend on (stated in the report)."""
 
 

@@ -93,7 +93,14 @@ async def test_no_key_in_logs_errors_journal_or_report_across_a_run(
             with anyio.fail_after(60):
                 async with runner.outcomes(inputs) as stream:
                     outcomes = [o async for o in stream]
-        async with AsyncIDPhotoClient(api_key=KEY + "x", base_url=server.base_url) as wrong:
+        # An injected httpx client keeps httpx's own send, and its "HTTP Request" log line
+        # (the client's own pool goes straight to its transport).
+        async with (
+            httpx.AsyncClient() as injected,
+            AsyncIDPhotoClient(
+                api_key=KEY + "x", base_url=server.base_url, http_client=injected
+            ) as wrong,
+        ):
             with pytest.raises(AuthenticationError) as caught:
                 await wrong.get("nope")
     finally:

@@ -564,3 +564,19 @@ def test_exactly_one_source() -> None:
     validate_source(b"", None)
     assert "pass image_file" in rejected(validate_source, None, None)
     assert "only one" in rejected(validate_source, "a.jpg", "https://example.com/a.jpg")
+
+
+def test_a_small_file_is_read_into_a_buffer_of_its_own_size(jpeg_path: Path) -> None:
+    """Not one of the inline cap (1 MiB) shrunk afterwards: one such block freed per photo
+    grew the process's heap for good in a long batch (docs/batch.md, "Memory")."""
+    import tracemalloc
+
+    prepare_upload(str(jpeg_path))  # first use: Pillow's lazy imports, not the read
+    tracemalloc.start()
+    try:
+        upload = prepare_upload(str(jpeg_path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert upload.info.format == "jpeg"
+    assert peak < INLINE_UPLOAD_BYTES // 4, peak

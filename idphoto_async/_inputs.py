@@ -285,15 +285,27 @@ def _is_seekable(fileobj: IO[bytes]) -> bool:
         return False
 
 
+_READ_CHUNK: Final = 64 * 1024
+
+
 def _read_unseekable(fileobj: IO[bytes]) -> bytes:
-    """Read a pipe or socket into memory, one byte past the limit at most."""
-    data = fileobj.read(MAX_UPLOAD_BYTES + 1)
-    if not isinstance(data, bytes):
-        raise ValidationError(
-            f"{_fileobj_label(fileobj)} is open in text mode: open it in binary mode ('rb').",
-            field="image_file",
-        )
-    return data
+    """Read a pipe or socket into memory, one byte past the limit at most, in chunks (one
+    ``read`` of the whole 20 MB cap would allocate all of it for any image)."""
+    chunks: list[bytes] = []
+    total = 0
+    while total <= MAX_UPLOAD_BYTES:
+        chunk = fileobj.read(min(_READ_CHUNK, MAX_UPLOAD_BYTES + 1 - total))
+        if not isinstance(chunk, bytes):
+            raise ValidationError(
+                f"{_fileobj_label(fileobj)} is open in text mode: open it in binary mode "
+                "('rb').",
+                field="image_file",
+            )
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 @attrs.define

@@ -405,6 +405,21 @@ def test_unseekable_stream_is_read_into_memory(jpeg_path: Path) -> None:
         assert upload.httpx_file()[1].read() == data
 
 
+def test_an_unseekable_stream_is_read_in_chunks_not_into_the_cap(jpeg_path: Path) -> None:
+    import tracemalloc
+
+    data = jpeg_path.read_bytes()
+    prepare_upload(_Pipe(data))  # type: ignore[arg-type]  # first use: lazy imports
+    tracemalloc.start()
+    try:
+        with prepare_upload(_Pipe(data)) as upload:  # type: ignore[arg-type]
+            assert upload.httpx_file()[1].read() == data
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024, peak  # not the 20 MB cap
+
+
 def test_unseekable_text_stream() -> None:
     stream = io.TextIOWrapper(_Pipe(b"text"), encoding="ascii")
     assert "binary mode" in rejected(prepare_upload, stream)

@@ -297,8 +297,7 @@ def _read_unseekable(fileobj: IO[bytes]) -> bytes:
         chunk = fileobj.read(min(_READ_CHUNK, MAX_UPLOAD_BYTES + 1 - total))
         if not isinstance(chunk, bytes):
             raise ValidationError(
-                f"{_fileobj_label(fileobj)} is open in text mode: open it in binary mode "
-                "('rb').",
+                f"{_fileobj_label(fileobj)} is open in text mode: open it in binary mode ('rb').",
                 field="image_file",
             )
         if not chunk:

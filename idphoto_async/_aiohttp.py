@@ -34,7 +34,7 @@ import httpx
 from ._errors import ValidationError
 from ._eventloop import on_asyncio
 
-__all__ = ["AiohttpTransport", "aiohttp_available", "make_aiohttp_client"]
+__all__ = ["INSTALL_HINT", "AiohttpTransport", "aiohttp_available"]
 
 INSTALL_HINT: Final = "pip install 'idphoto-async[aiohttp]'"
 
@@ -293,11 +293,3 @@ def _mapped_errors(aiohttp: Any) -> Iterator[None]:
         raise httpx.UnsupportedProtocol(str(exc)) from exc
     except aiohttp.ClientError as exc:  # the connection failed after it was made
         raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
-
-
-def make_aiohttp_client(max_connections: int, timeout: httpx.Timeout) -> httpx.AsyncClient:
-    """The ``httpx.AsyncClient`` of ``http_backend="aiohttp"``: an `AiohttpTransport`, no
-    redirects, no proxies from the environment, TLS verified."""
-    from ._own_client import OwnPoolClient
-
-    return OwnPoolClient(AiohttpTransport(max_connections), timeout)

@@ -42,10 +42,6 @@ def real(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.realpath(os.path.abspath(path)))
 
 
-def _inside(path: Path, root: Path) -> bool:
-    return is_within(path, root)
-
-
 def check_argument(raw: str, out_root: Path) -> Path | None:
     """Refuse an input argument that is empty or overlaps the output directory ``out_root``;
     return its resolved path (None for a URL).
@@ -64,14 +60,14 @@ def check_argument(raw: str, out_root: Path) -> Path | None:
         return None
     path = real(raw)
     if path.is_dir():
-        if _inside(path, out_root):
+        if is_within(path, out_root):
             where = "is" if path == out_root else "is inside"
             raise BatchConfigError(
                 f"the input folder {raw} {where} the output directory {out_root}: its images "
                 "would be replaced by their ID photos; choose an -o/out_dir outside it",
                 field="out_dir",
             )
-    elif _inside(path, out_root):
+    elif is_within(path, out_root):
         raise BatchConfigError(
             f"the input {raw} is inside the output directory {out_root}: an output could "
             "replace it; move it or choose another -o/out_dir",
@@ -108,7 +104,7 @@ def check_side_files(
                 field=flag.strip("-"),
             )
         walked = [out_root, *folders]
-        if path.suffix.lower() in IMAGE_EXTENSIONS and any(_inside(path, d) for d in walked):
+        if path.suffix.lower() in IMAGE_EXTENSIONS and any(is_within(path, d) for d in walked):
             raise BatchConfigError(
                 f"{flag} {path} has an image name inside an input or output folder: it could "
                 "be an input or an output; choose a name without an image extension",

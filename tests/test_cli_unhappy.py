@@ -297,3 +297,27 @@ def test_a_run_stopped_by_two_ctrl_c_prints_the_true_counts(tmp_path: Path) -> N
     assert creates == 8
     assert out.startswith("8 inputs: 0 succeeded"), out  # not "0 inputs" after 8 creates
     assert "8 unfinished" in out and "8 creates" in out
+
+
+@pytest.mark.parametrize("command", ["batch", "get"])
+def test_http_backend_aiohttp_without_aiohttp_is_a_configuration_error(
+    tmp_path: Path,
+    command: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from idphoto_async.cli import main
+
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # import aiohttp -> ImportError
+    monkeypatch.setenv("IDPHOTO_API_KEY", "k")
+    [image] = make_images(tmp_path / "in", 1)
+    args = (
+        ["batch", str(image), "-o", str(tmp_path / "out")] if command == "batch" else ["get", "T1"]
+    )
+    code = main([*args, "--base-url", "http://127.0.0.1:1", "--http-backend", "aiohttp"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "idphoto: --http-backend aiohttp needs aiohttp: pip install 'idphoto-async[aiohttp]'"
+    ]
+    assert not (tmp_path / "out").exists()  # refused before anything was made

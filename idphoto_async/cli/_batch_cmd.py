@@ -26,6 +26,7 @@ from ._common import (
     add_option_flags,
     api_key_or_exit,
     check_base_url,
+    check_http_backend,
     check_qps,
     error,
     fail_usage,
@@ -150,6 +151,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     make_options(args)  # exit 2 on a bad size, format or colour
     check_qps(args.qps)
     check_base_url(args.base_url)
+    check_http_backend(args.http_backend)
     if args.max_in_flight is not None and args.max_in_flight < 1:
         fail_usage("--max-in-flight must be at least 1")
     if args.local and args.base_url:

@@ -143,6 +143,14 @@ def check_base_url(base_url: str | None) -> None:
         )
 
 
+def check_http_backend(backend: str) -> None:
+    """Exit 2 if ``--http-backend aiohttp`` is asked for without aiohttp installed."""
+    from .._aiohttp import INSTALL_HINT, aiohttp_available
+
+    if backend == "aiohttp" and not aiohttp_available():
+        fail_usage(f"--http-backend aiohttp needs aiohttp: {INSTALL_HINT}")
+
+
 def check_qps(qps: float | None) -> None:
     if qps is not None and not (0 < qps <= 10_000):
         fail_usage(f"--qps must be a positive number of requests per second, got {qps:g}")

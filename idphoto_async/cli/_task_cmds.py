@@ -16,6 +16,7 @@ from ._common import (
     add_option_flags,
     api_key_or_exit,
     check_base_url,
+    check_http_backend,
     check_qps,
     error,
     fail_usage,
@@ -131,6 +132,7 @@ async def _with_client(args: argparse.Namespace, key: str | None, work: Any) -> 
 def _prepare(args: argparse.Namespace) -> str | None:
     check_qps(args.qps)
     check_base_url(args.base_url)
+    check_http_backend(args.http_backend)
     if getattr(args, "output", None):
         _check_output(Path(args.output))
     return api_key_or_exit(args.base_url)

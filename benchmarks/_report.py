@@ -89,6 +89,7 @@ COMMON: list[Column] = [
     ("wall s", lambda f: _fmt(f["wall_s"], 1)),
     ("photos/s (wall)", lambda f: _fmt(f["photos_per_s"])),
     ("photos/s (steady)", lambda f: _fmt(f["steady_per_s"])),
+    ("creates/s (steady)", lambda f: _fmt(f.get("create_rate"))),
     ("bound", lambda f: _fmt(f["bound"], 0)),
     ("of bound (steady / wall)", lambda f: f"{f['fraction']:.2f} / {f['wall_fraction']:.2f}"),
     ("req/photo", lambda f: _fmt(f["requests_per_photo"])),
@@ -281,7 +282,10 @@ def render(
         "over the completions from the 10th percentile one to the 90th, none after the "
         "server saw the last create): without the fill and the drain, where the photos "
         "still in flight need only their queries and finish faster than the bound allows "
-        "in the long run; photos/s (wall) is "
+        "in the long run; creates/s (steady) is the rate the server took creates at, "
+        "from its 10th-percentile create to its 90th; in 2b, whose processing times spread "
+        "over seconds (the completions still ramp up when the last create leaves), "
+        "of bound is creates/s (steady) x photos ok / photos over the bound; photos/s (wall) is "
         "photos / wall time. Bound = QPS / (1 request per photo in sync mode, 2 otherwise). "
         "Req/photo and 429s come from the server's stats; client CPU is user + sys of the "
         "client process during the run.",

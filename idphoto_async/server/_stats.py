@@ -9,6 +9,20 @@ from typing import Any
 __all__ = ["Stats"]
 
 _WINDOW = 1.0
+_KEPT_ARRIVALS = 100_000
+"""Arrival times kept per endpoint for `steady_rate` (memory stays bounded)."""
+
+
+def steady_rate(times: collections.deque[float]) -> float | None:
+    """Arrivals per second between the 10th and the 90th percentile arrival (None if < 10).
+
+    That leaves out how a run starts and ends: it is the rate a client kept up.
+    """
+    if len(times) < 10:
+        return None
+    lo, hi = len(times) // 10, len(times) * 9 // 10
+    span = times[hi] - times[lo]
+    return (hi - lo) / span if span > 0 else None
 
 
 class Stats:
@@ -28,6 +42,7 @@ class Stats:
         self._faults: collections.Counter[str] = collections.Counter()
         self._counts: collections.Counter[str] = collections.Counter()
         self._spans: dict[str, list[float]] = {}
+        self._times: dict[str, collections.deque[float]] = {}
         self._arrivals.clear()
 
     def reset(self) -> None:
@@ -45,6 +60,10 @@ class Stats:
         with self._lock:
             span = self._spans.setdefault(endpoint, [now, now])
             span[1] = now
+            times = self._times.get(endpoint)
+            if times is None:
+                times = self._times[endpoint] = collections.deque(maxlen=_KEPT_ARRIVALS)
+            times.append(now)
             window = self._arrivals.setdefault(identity, collections.deque())
             window.append(now)
             while window and window[0] <= now - _WINDOW:
@@ -95,4 +114,5 @@ class Stats:
                 "faults_total": sum(self._faults.values()),
                 "clock_offset": clock_offset,
                 "arrival_span": {k: {"first": v[0], "last": v[1]} for k, v in self._spans.items()},
+                "steady_arrival_rate": {k: steady_rate(v) for k, v in self._times.items()},
             }

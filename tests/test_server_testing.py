@@ -170,3 +170,28 @@ def test_local_server_process_without_a_rate_limit() -> None:
         codes = {http.get("/api/tasks/visual/idphoto/nope").status_code for _ in range(6)}
         assert codes == {404}  # never 429, however fast
         assert srv.stats()["rate_limited"] == 0
+
+
+def test_serve_keeps_start_up_objects_out_of_full_collections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With hundreds of connections open a full collection of everything the imports made
+    stalled the server's loop for up to 48 ms (arrivals bunched: a 429 for a client within
+    its QPS); ``idphoto serve`` freezes those objects before it serves."""
+    import gc
+
+    import uvicorn
+
+    from idphoto_async.server._cli import serve_main
+
+    frozen_when_served: list[int] = []
+    monkeypatch.setattr(
+        uvicorn, "run", lambda *args, **kwargs: frozen_when_served.append(gc.get_freeze_count())
+    )
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    try:
+        assert serve_main(parser.parse_args(["--engine", "basic"])) == 0
+    finally:
+        gc.unfreeze()
+    assert frozen_when_served and frozen_when_served[0] > 10_000

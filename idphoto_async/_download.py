@@ -21,6 +21,7 @@ import base64
 import binascii
 import contextlib
 import errno
+import glob
 import os
 import secrets
 from datetime import UTC, datetime
@@ -79,7 +80,7 @@ async def save_result(
     expires = result.expires_at
     if result.is_url and expires is not None and expires <= datetime.now(UTC):
         raise ResultExpiredError(result.task_id, f" (it expired at {expires.isoformat()})")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    tmp = path.with_name(f"{_part_prefix(path)}{secrets.token_hex(4)}.part")
     spool = _Spool(tmp)
     try:
         try:
@@ -108,6 +109,23 @@ async def save_result(
             await anyio.to_thread.run_sync(spool.discard)
         raise
     return path
+
+
+def _part_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_stale_parts(path: Path) -> int:
+    """Remove the temporary files of ``path`` that a killed writer left; how many.
+
+    Only for a path no one else is writing (the batch's outputs: one writer per journal).
+    """
+    removed = 0
+    for part in path.parent.glob(f"{glob.escape(_part_prefix(path))}*.part"):
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+            removed += 1
+    return removed
 
 
 class _Spool:

@@ -197,6 +197,30 @@ async def test_rerun_without_outputs_downloads_again_without_creating(
     assert {o.task_id for o in first} == {o.task_id for o in second}
 
 
+async def test_rerun_removes_the_temporary_files_a_killed_run_left(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    """Seen in the SIGKILL campaign: a run killed while writing an output left its
+    ``.<name>.<random>.part`` beside it for good; the run that stores the photo removes it."""
+    inputs = make_images(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    async with client_for(server) as client:
+        first = await collect(run_batch(client, inputs, out_dir=out))
+        killed = first[0].output
+        assert killed is not None
+        killed.unlink()  # the kill came before the rename...
+        stale = killed.with_name(f".{killed.name}.0badf00d.part")
+        stale.write_bytes(b"\x89PNG half an image")  # ...and left this
+        other = first[1].output
+        assert other is not None
+        kept = other.with_name(f".{other.name}x.0badf00d.part")  # another name's: kept
+        kept.write_bytes(b"")
+        second = await collect(run_batch(client, inputs, out_dir=out))
+    assert by_status(second) == {"succeeded": 1, "skipped": 2}
+    assert killed.is_file() and not stale.exists() and kept.exists()
+    assert server.stats()["creates"] == 3
+
+
 async def test_changed_options_make_new_tasks(server: LocalServer, tmp_path: Path) -> None:
     inputs = make_images(tmp_path / "in", 3)
     async with client_for(server) as client:

@@ -20,6 +20,7 @@ import anyio.lowlevel
 import attrs
 
 from .._constants import MAX_PROCESSING_SECONDS, RESULT_TTL
+from .._download import remove_stale_parts
 from .._errors import (
     APIError,
     DownloadError,
@@ -69,6 +70,8 @@ class _Photo:
     attempts: Attempts = attrs.field(factory=Attempts)
     sent: bool = False
     """A create request for it went out in this run."""
+    earlier: bool = False
+    """An earlier run worked on it (and may have been killed while writing its output)."""
 
     def outcome(self, **fields: Any) -> BatchOutcome:
         fields.setdefault("task_id", self.task_id)
@@ -126,6 +129,7 @@ class PhotoPipeline:
         job = photo.job
         entry = await self.store.lookup(job.key)
         if entry is not None:
+            photo.earlier = True
             photo.task_id = entry.task_id
             if entry.output == job.relative and await anyio.Path(job.dest).is_file():
                 return photo.outcome(status="skipped", output=job.dest)
@@ -304,5 +308,7 @@ class PhotoPipeline:
             path = await self.client.download(result, job.dest)
         except OSError as exc:
             raise DownloadError(f"Cannot write {job.dest}: {exc.strerror or exc}.") from exc
+        if photo.earlier:  # a run killed while writing it left a temporary file
+            await anyio.to_thread.run_sync(remove_stale_parts, path)
         await self.store.downloaded(job.key, job.name, result.task_id, job.relative)
         return photo.outcome(status="succeeded", task_id=result.task_id, output=path)

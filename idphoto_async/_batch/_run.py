@@ -30,6 +30,7 @@ from .._journal import JOURNAL_NAME, BatchStore, Journal, NullJournal
 from .._options import make_options
 from .._paths import BatchInput
 from ._inputs import InputPlanner, PlannedInput
+from ._interpreter import warn_if_interning_leaks
 from ._layout import BatchConfigError, check_side_files, prepare_out_dir, real
 from ._outcome import BatchOutcome, BatchStats, Mode, default_max_in_flight
 from ._pipeline import PhotoPipeline
@@ -126,6 +127,7 @@ class BatchRunner:
 
     async def _open(self, inputs: object, stack: AsyncExitStack) -> tuple[Path, BatchStore]:
         """Check the layout (before any request) and open the store (closed by ``stack``)."""
+        warn_if_interning_leaks()
         out_root = await anyio.to_thread.run_sync(prepare_out_dir, self.out_dir)
         journal = None if self.journal_path is None else real(self.journal_path)
         if isinstance(inputs, Sequence) and not isinstance(inputs, str | bytes):

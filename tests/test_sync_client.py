@@ -5,6 +5,7 @@ from __future__ import annotations
 import _thread
 import gc
 import inspect
+import signal
 import subprocess
 import sys
 import threading
@@ -219,7 +220,18 @@ def test_a_script_that_never_closes_still_exits(server: LocalServer) -> None:
     assert proc.stdout.strip() == "end"
 
 
-def test_ctrl_c_while_waiting_cancels_the_call(tmp_path: Path) -> None:
+def test_ctrl_c_while_waiting_cancels_the_call() -> None:
+    # `interrupt_main` does nothing while SIGINT is ignored or at its default: CI once found
+    # it so in an xdist worker after other tests (wait() then ran its whole 60 s). Ctrl-C in a
+    # program means Python's own handler: install it for this test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_while_waiting()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c_while_waiting() -> None:
     with (
         LocalServer(qps=None, processing_time="fixed:60") as srv,
         client_for(srv) as client,

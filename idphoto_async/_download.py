@@ -115,17 +115,15 @@ def _part_prefix(path: Path) -> str:
     return f".{path.name}."
 
 
-def remove_stale_parts(path: Path) -> int:
-    """Remove the temporary files of ``path`` that a killed writer left; how many.
+def remove_stale_parts(path: Path) -> None:
+    """Remove the temporary files of ``path`` that a killed writer left.
 
     Only for a path no one else is writing (the batch's outputs: one writer per journal).
+    Best effort: the photo is stored already, so a name it cannot remove stays.
     """
-    removed = 0
     for part in path.parent.glob(f"{glob.escape(_part_prefix(path))}*.part"):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # e.g. a folder of that name
             part.unlink()
-            removed += 1
-    return removed
 
 
 class _Spool:

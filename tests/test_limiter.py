@@ -100,6 +100,23 @@ async def acquire_all(
     return grants
 
 
+async def reserve_all(
+    limiter: TokenBucketLimiter, clock: Callable[[], float], count: int
+) -> list[float]:
+    """Start ``count`` concurrent reserves, each sent at its grant; the grant times."""
+    grants: list[float] = []
+
+    async def one() -> None:
+        reservation = await limiter.reserve()
+        grants.append(clock())
+        reservation.sent()
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(count):
+            tg.start_soon(one)
+    return grants
+
+
 # -- construction ------------------------------------------------------------------------
 
 
@@ -210,16 +227,7 @@ async def test_late_wake_ups_keep_the_schedule(late: float) -> None:
     qps, margin = 200.0, DEFAULT_MARGIN
     clock = LateClock(late)
     limiter = TokenBucketLimiter(qps, margin=margin, clock=clock, sleep=clock.sleep)
-    grants: list[float] = []
-
-    async def one() -> None:
-        reservation = await limiter.reserve()
-        grants.append(clock())
-        reservation.sent()
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(1000):
-            tg.start_soon(one)
+    grants = await reserve_all(limiter, clock, 1000)
     achieved = (len(grants) - 1) / (grants[-1] - grants[0])
     assert achieved >= 0.99 * qps / (1 + margin)
     assert max_in_window(grants, 1.0 + margin) <= qps
@@ -239,16 +247,7 @@ async def test_the_default_margin_absorbs_a_server_stall(stall: float) -> None:
     earned a 429 with the 1 % margin of then; the default margin covers such a stall."""
     qps = 200.0
     limiter, clock = make(qps, margin=DEFAULT_MARGIN)
-    departures: list[float] = []
-
-    async def one() -> None:
-        reservation = await limiter.reserve()
-        departures.append(clock())
-        reservation.sent()
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(600):
-            tg.start_soon(one)
+    departures = await reserve_all(limiter, clock, 600)
     for start in (departures[300] + k * 0.001 for k in range(10)):
         arrivals = stamped_after_stall(departures, start, stall)
         assert max_in_window(arrivals, 1.0) <= qps

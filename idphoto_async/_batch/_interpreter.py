@@ -21,11 +21,7 @@ def interning_leaks(
     version: tuple[int, int, int] = sys.version_info[:3],
 ) -> bool:
     """Whether this interpreter keeps every interned string (so every path part)."""
-    return (
-        implementation == "cpython"
-        and version[:2] == (3, 12)
-        and (version < IMMORTAL_INTERNING_FIXED)
-    )
+    return implementation == "cpython" and (3, 12) <= version < IMMORTAL_INTERNING_FIXED
 
 
 def warn_if_interning_leaks() -> None:

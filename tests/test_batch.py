@@ -221,6 +221,22 @@ async def test_rerun_removes_the_temporary_files_a_killed_run_left(
     assert server.stats()["creates"] == 3
 
 
+async def test_a_folder_named_like_a_temporary_file_does_not_fail_the_photo(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    inputs = make_images(tmp_path / "in", 1)
+    out = tmp_path / "out"
+    async with client_for(server) as client:
+        (first,) = await collect(run_batch(client, inputs, out_dir=out))
+        assert first.output is not None
+        first.output.unlink()
+        folder = first.output.with_name(f".{first.output.name}.0badf00d.part")
+        folder.mkdir()
+        (second,) = await collect(run_batch(client, inputs, out_dir=out))
+    assert second.status == "succeeded" and first.output.is_file() and folder.is_dir()
+    assert server.stats()["creates"] == 1
+
+
 async def test_changed_options_make_new_tasks(server: LocalServer, tmp_path: Path) -> None:
     inputs = make_images(tmp_path / "in", 3)
     async with client_for(server) as client:

@@ -6,8 +6,8 @@ by default (see `idphoto_async._journal_sqlite`). The steps of an input:
 
 - ``creating``: a create request is about to be sent (an intent; see "in doubt" below);
 - ``created``: the create returned ``task_id`` (``created_at`` is when the client saw it);
-- ``done``: the task reached state 1;
-- ``downloaded``: the result is stored at ``output``;
+- ``downloaded``: the task succeeded and its result is stored at ``output`` (a re-run polls
+  a task that succeeded but whose result was not stored: the poll gives the result URL);
 - ``failed``: the input failed with an error (`ErrorInfo`); ``permanent`` says whether trying
   again would fail the same way.
 

@@ -5,8 +5,8 @@ Files beside ``PATH``: ``PATH`` (the database, WAL mode), ``PATH-wal`` and ``PAT
 single-writer lock and a reserve of disk space released when the disk fills up, so that the
 record of a paid task can still be committed (removed on close).
 
-Every record is committed before the call returns, except ``done`` and ``downloaded``, which
-join the transaction of the next record; ``created`` and ``failed`` protect money and are
+Every record is committed before the call returns, except ``downloaded``, which joins the
+transaction of the next record; ``created`` and ``failed`` protect money and are
 synced to disk before the call returns (see `Journal`).
 """
 
@@ -48,10 +48,10 @@ _CHECKPOINT_EVERY: Final = 500
 CACHE_KIB: Final = 1024
 """The journal connection's page cache: a lookup in a million rows reads the rest from the
 operating system's cache (a few microseconds), and memory does not grow with the rows."""
-SYNC_GAP: Final = 0.02
+SYNC_GAP: Final = 0.05
 """Seconds between two syncs of the WAL: ``created`` waits at most this long for its own."""
 _DEFER_MAX: Final = 64
-"""Deferred records (``done``, ``downloaded``) held before they are committed anyway."""
+"""Deferred records (``downloaded``) held before they are committed anyway."""
 _SQLITE_HEADER: Final = b"SQLite format 3\x00"
 _SQLITE_FULL: Final = 13
 _SQLITE_READONLY: Final = 8
@@ -62,10 +62,10 @@ _SCHEMA: Final = """
 CREATE TABLE inputs (
     key TEXT PRIMARY KEY,               -- input identity + options (see input_key)
     input TEXT NOT NULL,                -- the path or URL as given
-    status TEXT NOT NULL,               -- last step: creating, created, done, downloaded, failed
+    status TEXT NOT NULL,               -- creating, created, downloaded, failed (done: imported)
     task_id TEXT,
     created_at TEXT,                    -- ISO 8601, when the create answered
-    done INTEGER NOT NULL DEFAULT 0,    -- the task reached state 1
+    done INTEGER NOT NULL DEFAULT 0,    -- the task reached state 1 (set with downloaded)
     output TEXT,                        -- relative to the output directory
     error_type TEXT,
     error_message TEXT,
@@ -97,13 +97,9 @@ _SQL: Final = {
     "status = 'created', task_id = excluded.task_id, created_at = excluded.created_at, "
     f"done = 0, output = NULL, {_CLEAR_ERROR}, pending_create = 0, "
     "steps = steps + 1, updated_at = excluded.updated_at",
-    "done": "INSERT INTO inputs (key, input, status, task_id, done, updated_at) "
-    "VALUES (?, ?, 'done', ?, 1, ?) ON CONFLICT (key) DO UPDATE SET input = excluded.input, "
-    "status = 'done', task_id = coalesce(excluded.task_id, task_id), done = 1, "
-    "steps = steps + 1, updated_at = excluded.updated_at",
-    "downloaded": "INSERT INTO inputs (key, input, status, task_id, output, updated_at) "
-    "VALUES (?, ?, 'downloaded', ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
-    "input = excluded.input, status = 'downloaded', "
+    "downloaded": "INSERT INTO inputs (key, input, status, task_id, done, output, updated_at) "
+    "VALUES (?, ?, 'downloaded', ?, 1, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+    "input = excluded.input, status = 'downloaded', done = 1, "
     f"task_id = coalesce(excluded.task_id, task_id), output = excluded.output, {_CLEAR_ERROR}, "
     "steps = steps + 1, updated_at = excluded.updated_at",
     "failed": "INSERT INTO inputs (key, input, status, task_id, error_type, error_message, "
@@ -199,8 +195,8 @@ class Journal:
 
     Each record is committed by the calling task (``synchronous=NORMAL``: written to the
     WAL, which survives a killed process, like the one ``write()`` of a JSON line);
-    ``done`` and ``downloaded`` wait for the transaction of the next record (a kill loses at
-    most a poll and a download of each, never a task id). ``created`` and ``failed`` wait for an
+    ``downloaded`` waits for the transaction of the next record (a kill loses at most a poll
+    and a download of each, never a task id). ``created`` and ``failed`` wait for an
     ``fdatasync`` of the WAL in a worker thread (what ``synchronous=FULL`` does), shielded
     from cancellation, so they survive a power loss before the batch goes on; concurrent
     ones share one sync (at most one every `SYNC_GAP` seconds). Checkpoints run in that
@@ -389,7 +385,7 @@ class Journal:
     ) -> None:
         """Commit one record; a durable one is synced to disk before this returns.
 
-        A ``deferred`` record (``done``, ``downloaded``: losing one costs a poll and a
+        A ``deferred`` record (``downloaded``: losing one costs a poll and a
         download, never a charge) waits in memory and is committed in the transaction of
         the next record that is not, or of the `_DEFER_MAX`-th, or at close. ``task_id`` is
         the task this record saves, named if it cannot be written.
@@ -525,12 +521,8 @@ class Journal:
         params = (key, input, task_id, created_at.isoformat(), _now())
         await self._write(_SQL["created"], params, durable=True, task_id=task_id)
 
-    async def done(self, key: str, input: str, task_id: str) -> None:
-        """The task succeeded."""
-        await self._write(_SQL["done"], (key, input, task_id, _now()), durable=False, deferred=True)
-
     async def downloaded(self, key: str, input: str, task_id: str | None, output: str) -> None:
-        """The result is stored at ``output``."""
+        """The task succeeded and its result is stored at ``output``."""
         params = (key, input, task_id, output, _now())
         await self._write(_SQL["downloaded"], params, durable=False, deferred=True)
 

@@ -159,10 +159,6 @@ class BatchStore(Protocol):
         """The create returned ``task_id``."""
         ...
 
-    async def done(self, key: str, input: str, task_id: str) -> None:
-        """The task succeeded."""
-        ...
-
     async def downloaded(self, key: str, input: str, task_id: str | None, output: str) -> None:
         """The result is stored at ``output``."""
         ...
@@ -191,9 +187,6 @@ class NullJournal:
         """Kept nowhere."""
 
     async def created(self, key: str, input: str, task_id: str, created_at: datetime) -> None:
-        """Kept nowhere."""
-
-    async def done(self, key: str, input: str, task_id: str) -> None:
         """Kept nowhere."""
 
     async def downloaded(self, key: str, input: str, task_id: str | None, output: str) -> None:

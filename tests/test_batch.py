@@ -23,7 +23,7 @@ from idphoto_async._batch import (
 from idphoto_async._batch._plans import PLAN_BATCH
 from idphoto_async._client import AsyncIDPhotoClient
 from idphoto_async._errors import AuthenticationError, TaskFailedError, ValidationError
-from idphoto_async._journal import JOURNAL_NAME, load_journal
+from idphoto_async._journal import JOURNAL_NAME, journal_events, load_journal
 from idphoto_async._paths import BatchItem, discover
 from idphoto_async._polling import PollSchedule
 from idphoto_async.testing import LocalServer, LocalServerProcess
@@ -195,6 +195,23 @@ async def test_rerun_without_outputs_downloads_again_without_creating(
     assert by_status(second) == {"succeeded": 5}
     assert server.stats()["creates"] == 5
     assert {o.task_id for o in first} == {o.task_id for o in second}
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+async def test_a_photo_costs_three_journal_records(
+    server: LocalServer, tmp_path: Path, mode: str
+) -> None:
+    """``creating``, ``created``, ``downloaded`` (which also marks the task done): no record
+    of the task's success alone, which a re-run never used (it polls for the result URL)."""
+    inputs = make_images(tmp_path / "in", 6)
+    out = tmp_path / "out"
+    async with client_for(server) as client:
+        outcomes = await collect(run_batch(client, inputs, out_dir=out, mode=mode))
+    assert by_status(outcomes) == {"succeeded": 6}
+    journal = out / JOURNAL_NAME
+    assert journal_events(journal) == 3 * 6
+    entries = load_journal(journal).entries.values()
+    assert all(e.done and e.output and e.task_id for e in entries) and len(entries) == 6
 
 
 async def test_rerun_removes_the_temporary_files_a_killed_run_left(

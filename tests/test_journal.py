@@ -75,7 +75,8 @@ async def test_steps_update_one_row_per_key(tmp_path: Path) -> None:
         entry = await journal.lookup("k1")
         assert entry is not None and entry.pending_create and entry.task_id is None
         await journal.created("k1", "a.jpg", "T1", NOW)
-        await journal.done("k1", "a.jpg", "T1")
+        entry = await journal.lookup("k1")
+        assert entry is not None and not entry.done
         await journal.downloaded("k1", "a.jpg", "T1", "a.png")
         await journal.creating("k2", "b.jpg")
         info = ErrorInfo("BadRequestError", "bad", http_status=400, task_may_exist=True)
@@ -87,7 +88,7 @@ async def test_steps_update_one_row_per_key(tmp_path: Path) -> None:
     assert not e1.pending_create and e1.failure is None
     assert e2.failure == info and not e2.pending_create
     assert rows(path) == [("a.jpg", "downloaded", "T1"), ("b.jpg", "failed", None)]
-    assert journal_events(path) == 6
+    assert journal_events(path) == 5
     state = load_journal(path)
     assert state.entries["k1"] == e1 and state.in_doubt == 0
 
@@ -225,7 +226,6 @@ async def test_null_journal_keeps_nothing() -> None:
         store: BatchStore = null
         await store.creating("k", "a")
         await store.created("k", "a", "T", NOW)
-        await store.done("k", "a", "T")
         await store.downloaded("k", "a", "T", "a.png")
         await store.failed("k", "a", "T", ErrorInfo("X", "y"))
         assert await store.lookup("k") is None
@@ -250,29 +250,29 @@ async def test_journal_of_a_newer_version_is_refused(tmp_path: Path) -> None:
     assert rows(path) == [("a.jpg", "created", "T")]
 
 
-async def test_done_and_downloaded_join_the_next_transaction(tmp_path: Path) -> None:
-    """They cost a poll and a download if lost, never a charge: no commit of their own."""
+async def test_downloaded_joins_the_next_transaction(tmp_path: Path) -> None:
+    """It costs a poll and a download if lost, never a charge: no commit of its own."""
     path = tmp_path / "j.sqlite3"
     async with Journal(path) as journal:
         await journal.created("k1", "a.jpg", "T1", NOW)
-        await journal.done("k1", "a.jpg", "T1")
         await journal.downloaded("k1", "a.jpg", "T1", "a.png")
         assert journal_events(path) == 1  # not committed yet
-        await journal.creating("k2", "b.jpg")  # the next record commits them with it
+        await journal.creating("k2", "b.jpg")  # the next record commits it with it
         assert rows(path) == [("a.jpg", "downloaded", "T1"), ("b.jpg", "creating", None)]
-        assert journal_events(path) == 4
-        await journal.done("k3", "c.jpg", "T3")
-        entry = await journal.lookup("k3")  # a lookup of a waiting key commits it first
-        assert entry is not None and entry.done and journal_events(path) == 5
+        assert journal_events(path) == 3
         await journal.downloaded("k3", "c.jpg", "T3", "c.png")
-    assert rows(path)[-1] == ("c.jpg", "downloaded", "T3")  # and the close
+        entry = await journal.lookup("k3")  # a lookup of a waiting key commits it first
+        assert entry is not None and entry.done and entry.output == "c.png"
+        assert journal_events(path) == 4
+        await journal.downloaded("k4", "d.jpg", "T4", "d.png")
+    assert rows(path)[-1] == ("d.jpg", "downloaded", "T4")  # and the close
 
 
 async def test_many_deferred_records_are_committed_anyway(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite3"
     async with Journal(path) as journal:
         for i in range(200):
-            await journal.done(f"k{i}", f"{i}.jpg", f"T{i}")
+            await journal.downloaded(f"k{i}", f"{i}.jpg", f"T{i}", f"{i}.png")
         assert 200 - 64 < journal_events(path) < 200
 
 

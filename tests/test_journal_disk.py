@@ -89,7 +89,7 @@ async def test_disk_full_keeps_the_paid_task_id(small_fs: Path) -> None:
         for key, task in (("k0", "T0"), ("k1", "T1"), ("k2", "T2")):
             entry = await journal.lookup(key)
             assert entry is not None and entry.task_id == task
-        await journal.done("k1", "b.jpg", "T1")  # and writes again
+        await journal.downloaded("k1", "b.jpg", "T1", "b.png")  # and writes again
 
 
 @pytest.mark.anyio

@@ -1,7 +1,7 @@
 """One photo: create -> wait -> download, each step kept in the store (the journal).
 
 Async mode: ``creating`` (when the request really goes out) -> ``created`` -> wait ->
-``done`` -> download -> ``downloaded``. Sync mode makes one ``create(sync=True)`` request
+download -> ``downloaded``. Sync mode makes one ``create(sync=True)`` request
 instead of create and wait. A re-run asks the store first: a stored output is skipped, a
 young task is polled instead of created again, a permanent failure is reported again.
 
@@ -275,7 +275,6 @@ class PhotoPipeline:
             created_at = created.created_at or datetime.now(UTC)
             await store.created(job.key, job.name, created.task_id, created_at)
             if isinstance(created, TaskResult):
-                await store.done(job.key, job.name, created.task_id)
                 return created
             return Task(created.task_id, created_at)
         await anyio.lowlevel.checkpoint()  # the shield timed out: we are being cancelled
@@ -293,7 +292,6 @@ class PhotoPipeline:
                 raise
             raise _Restart from None  # the service no longer knows the task
         self.stop.answered()
-        await self.store.done(photo.job.key, photo.job.name, task.task_id)
         try:
             return await self._download(photo, result)
         except ResultExpiredError:

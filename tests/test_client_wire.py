@@ -16,6 +16,7 @@ from PIL import Image
 
 import idphoto_async as ia
 from idphoto_async._client import AsyncIDPhotoClient
+from idphoto_async._constants import API_PATH
 from idphoto_async._polling import PollSchedule
 
 pytestmark = pytest.mark.anyio
@@ -116,6 +117,27 @@ async def test_create_async_sends_the_seed_multipart_with_file(tmp_path: Path) -
     assert fields["image_file"][1] == src.read_bytes()
     assert "image_url" not in fields
     assert limiter.acquired == [False]
+
+
+@pytest.mark.parametrize("base", [BASE, f"{BASE}/prefix"])
+async def test_creates_go_to_one_url_parsed_once(base: str) -> None:
+    """Every create is sent to base + the create path (a base with a path keeps it), from
+    one URL object parsed once (httpx parses a text URL on every request)."""
+    urls: list[httpx.URL] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        urls.append(request.url)
+        return httpx.Response(200, json=envelope({"task_id": "T1", "state": 0}))
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    async with AsyncIDPhotoClient(KEY, base, limiter=RecordingLimiter(), http_client=http) as c:
+        for _ in range(3):
+            await c.create(image_url="https://img.test/a.jpg")
+        await c.get("T1")
+        assert c._api.target(API_PATH) is c._api.target(API_PATH)
+    assert [str(u) for u in urls] == [f"{base}/api/tasks/visual/idphoto"] * 3 + [
+        f"{base}/api/tasks/visual/idphoto/T1"
+    ]
 
 
 async def test_create_with_url_is_multipart_too() -> None:

@@ -138,7 +138,9 @@ def make_photos(directory: Path, count: int) -> None:
 
 
 async def _run_batch(base_url: str, src: Path, out: Path, count: int) -> dict[str, Any]:
-    names = (str(src / f"p{i:05d}.jpg") for i in range(count))  # never a list of them all
+    # Never a list of them all; text, not `src / name`: pathlib would intern each name (the
+    # caller's cost, not the batch's, which parses no per-input path).
+    names = (os.path.join(src, f"p{i:05d}.jpg") for i in range(count))
     statuses: dict[str, int] = {}
     every = max(1, count // READINGS)
     readings: list[tuple[int, float, float]] = []

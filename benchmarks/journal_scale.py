@@ -15,9 +15,9 @@ prints a markdown table (each figure measured in a process of its own):
   the same slope of the current RSS (``VmRSS``: live memory, without transient peaks).
   The warm-up holds the one-off steps of a young process: the page caches filling to their
   caps (256 KiB per `SeenSet`, 1 MiB for the journal), code and data pages of the libraries
-  touched for the first time, the allocator's arenas reaching their working size and, on
-  CPython 3.11, the resize of the interpreter's table of interned strings (pathlib interns
-  every part of every path);
+  touched for the first time, the allocator's arenas reaching their working size (the batch
+  parses no per-input path with pathlib, which would intern every part: the inputs are
+  text here too);
 - **CPU**: the journal's writes and lookup for ``--cpu-photos`` photos started at 200 a
   second (as at QPS 200: lookup, creating, created, done, downloaded), process CPU time
   (all threads) minus the same run on `NullJournal`, per photo (median of 3 pairs).
@@ -138,7 +138,9 @@ def make_photos(directory: Path, count: int) -> None:
 
 
 async def _run_batch(base_url: str, src: Path, out: Path, count: int) -> dict[str, Any]:
-    names = (str(src / f"p{i:05d}.jpg") for i in range(count))  # never a list of them all
+    # Never a list of them all; text, not `src / name`: pathlib would intern each name (the
+    # caller's cost, not the batch's, which parses no per-input path).
+    names = (os.path.join(src, f"p{i:05d}.jpg") for i in range(count))
     statuses: dict[str, int] = {}
     every = max(1, count // READINGS)
     readings: list[tuple[int, float, float]] = []

@@ -23,7 +23,7 @@ from ._constants import (
     MAX_PROCESSING_SECONDS,
     MAX_RESULT_BYTES,
 )
-from ._download import save_result
+from ._download import save_file
 from ._errors import (
     DownloadError,
     ResultExpiredError,
@@ -429,6 +429,21 @@ class AsyncIDPhotoClient:
         writing ``dest`` (a folder, a read-only path, a full disk; ``retryable=False``).
         Nothing is ever left under ``dest`` unless the whole image is.
         """
+        path = Path(dest)
+        await self._download_to(result, str(path), timeout=timeout, max_retries=max_retries)
+        return path
+
+    async def _download_to(
+        self,
+        result: TaskResult,
+        dest: str,
+        *,
+        timeout: TimeoutTypes | None = None,
+        max_retries: int | None = None,
+    ) -> str:
+        """`download` to ``dest`` given as text, normalised as ``str(Path(dest))`` is; returns
+        ``dest``. For the batch: it never parses a per-input path with pathlib (see
+        `idphoto_async._paths.posix_text`)."""
         if not result.is_done:
             raise DownloadError(
                 f"Task {result.task_id} has no image to download (state {int(result.state)}).",
@@ -439,12 +454,12 @@ class AsyncIDPhotoClient:
         self._api.check_open()
         current = result
 
-        async def attempt(number: int) -> Path:
+        async def attempt(number: int) -> str:
             nonlocal current
             if number > 1 and not current.is_url:  # the same text would fail the same way
                 current = await self.get(current.task_id)
             async with self._api.connection_slots():
-                return await save_result(
+                return await save_file(
                     self._http,
                     current,
                     dest,

@@ -36,7 +36,7 @@ from ._errors import DownloadError, ResultExpiredError
 from ._models import TaskResult
 from ._timeouts import PhaseDeadline
 
-__all__ = ["save_result"]
+__all__ = ["remove_stale_parts", "save_file", "save_result"]
 
 CHUNK_SIZE = 64 * 1024
 SPOOL_BYTES = 256 * 1024
@@ -68,7 +68,23 @@ async def save_result(
     max_bytes: int,
     timeout: httpx.Timeout | None = None,
 ) -> Path:
-    """Write ``result``'s image to ``dest`` atomically and return the path."""
+    """Write ``result``'s image to ``dest`` atomically and return the path, ``Path(dest)``."""
+    path = Path(dest)
+    await save_file(http, result, str(path), max_bytes=max_bytes, timeout=timeout)
+    return path
+
+
+async def save_file(
+    http: httpx.AsyncClient,
+    result: TaskResult,
+    path: str,
+    *,
+    max_bytes: int,
+    timeout: httpx.Timeout | None = None,
+) -> str:
+    """`save_result` with ``path`` as text, normalised as ``str(Path(dest))`` is (the batch's
+    outputs: it never parses a per-input path with pathlib, see
+    `idphoto_async._paths.posix_text`); returns ``path``."""
     if not result.is_done or result.image is None:
         raise DownloadError(
             f"Task {result.task_id} has no image yet (state {int(result.state)}).",
@@ -76,11 +92,10 @@ async def save_result(
             retryable=False,
             advice="wait() for the task first.",
         )
-    path = Path(dest)
     expires = result.expires_at
     if result.is_url and expires is not None and expires <= datetime.now(UTC):
         raise ResultExpiredError(result.task_id, f" (it expired at {expires.isoformat()})")
-    tmp = path.with_name(f"{_part_prefix(path)}{secrets.token_hex(4)}.part")
+    tmp = os.path.join(os.path.dirname(path), f"{_part_prefix(path)}{secrets.token_hex(4)}.part")
     spool = _Spool(tmp)
     try:
         try:
@@ -91,14 +106,14 @@ async def save_result(
             await anyio.to_thread.run_sync(spool.finish, path)
         except IsADirectoryError:
             raise DownloadError(
-                f"Cannot save the result of task {result.task_id}: {str(path)!r} is a folder.",
+                f"Cannot save the result of task {result.task_id}: {path!r} is a folder.",
                 task_id=result.task_id,
                 retryable=False,
                 advice=_WRITE_ADVICE,
             ) from None
         except OSError as exc:
             raise DownloadError(
-                f"Cannot save the result of task {result.task_id} to {str(path)!r}: "
+                f"Cannot save the result of task {result.task_id} to {path!r}: "
                 f"{exc.strerror or type(exc).__name__}.",
                 task_id=result.task_id,
                 retryable=False,
@@ -111,19 +126,25 @@ async def save_result(
     return path
 
 
-def _part_prefix(path: Path) -> str:
-    return f".{path.name}."
+def _part_prefix(path: str) -> str:
+    name = os.path.basename(path)
+    if name in ("", "."):  # as Path.with_name refuses it
+        raise ValueError(f"{path!r} has an empty name")
+    return f".{name}."
 
 
-def remove_stale_parts(path: Path) -> None:
+def remove_stale_parts(path: str | os.PathLike[str]) -> None:
     """Remove the temporary files of ``path`` that a killed writer left.
 
     Only for a path no one else is writing (the batch's outputs: one writer per journal).
     Best effort: the photo is stored already, so a name it cannot remove stays.
     """
-    for part in path.parent.glob(f"{glob.escape(_part_prefix(path))}*.part"):
+    text = os.fspath(path)
+    folder = os.path.dirname(text)
+    pattern = f"{glob.escape(_part_prefix(text))}*.part"
+    for part in glob.glob(pattern, root_dir=folder or os.curdir, include_hidden=True):
         with contextlib.suppress(OSError):  # e.g. a folder of that name
-            part.unlink()
+            os.unlink(os.path.join(folder, part))
 
 
 class _Spool:
@@ -133,7 +154,7 @@ class _Spool:
     write, flush, rename over the destination. Larger ones spill to ``tmp`` as they come.
     """
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: str) -> None:
         self.tmp = tmp
         self.chunks: list[bytes] = []
         self.buffered = 0
@@ -148,18 +169,18 @@ class _Spool:
     def spill(self) -> None:
         """Write the buffered chunks to ``tmp`` (worker thread)."""
         if self.file is None:
-            self.tmp.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.dirname(self.tmp) or os.curdir, exist_ok=True)
             self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed by finish or discard
         for chunk in self.chunks:
             self.file.write(chunk)
         self.chunks.clear()
         self.buffered = 0
 
-    def finish(self, dest: Path) -> None:
+    def finish(self, dest: str) -> None:
         """Write the rest to ``tmp`` and rename it to ``dest`` (worker thread); a folder at
         ``dest`` raises `IsADirectoryError` (checked here, not in a thread hop of its own)."""
-        if dest.is_dir():
-            raise IsADirectoryError(errno.EISDIR, "is a folder", str(dest))
+        if os.path.isdir(dest):
+            raise IsADirectoryError(errno.EISDIR, "is a folder", dest)
         self.spill()
         assert self.file is not None
         file, self.file = self.file, None
@@ -175,7 +196,7 @@ class _Spool:
             with contextlib.suppress(OSError):
                 file.close()
         with contextlib.suppress(OSError):
-            self.tmp.unlink()
+            os.unlink(self.tmp)
 
 
 def _decode_base64(result: TaskResult, spool: _Spool, *, max_bytes: int) -> None:

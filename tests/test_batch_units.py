@@ -103,7 +103,7 @@ def test_urls_are_one_identity_however_written() -> None:
 
 
 def test_a_report_on_the_journal_it_imports_is_refused(tmp_path: Path) -> None:
-    out = real(tmp_path / "out")
+    out = Path(real(tmp_path / "out"))
     with pytest.raises(BatchConfigError, match="journal"):  # x.jsonl means x.sqlite3
         check_side_files(out, [], journal=tmp_path / "j.jsonl", report=tmp_path / "j.sqlite3")
     with pytest.raises(BatchConfigError, match="journal"):

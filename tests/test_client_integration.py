@@ -83,6 +83,31 @@ async def test_create_get_wait_download_step_by_step(server: LocalServer, tmp_pa
         assert image.format == "PNG" and image.size == (300, 400)
 
 
+async def test_download_reads_dest_as_path_does(
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A text or path-like ``dest`` means ``Path(dest)``: ``~`` is not expanded, empty and
+    ``.`` parts and a trailing slash are dropped; the path returned is ``Path(dest)``."""
+
+    class Dest:
+        def __fspath__(self) -> str:
+            return "sub//./c.png/"
+
+    monkeypatch.chdir(tmp_path)
+    async with client_for(server) as client:
+        result = await client.wait(await client.create(portrait()))
+        for dest in ("~/x//./b.png", Dest(), str(tmp_path) + "//abs/./d.png"):
+            path = await client.download(result, dest)
+            assert type(path) is type(Path(dest)) and path == Path(dest)
+            assert str(path) == str(Path(dest))
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png")) == [
+        "abs/d.png",
+        "sub/c.png",
+        "~/x/b.png",
+    ]
+    assert not list(tmp_path.rglob("*.part"))
+
+
 async def test_unknown_task_is_not_found(server: LocalServer) -> None:
     async with client_for(server) as client:
         with pytest.raises(ia.NotFoundError, match="task_id"):

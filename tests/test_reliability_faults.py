@@ -247,11 +247,12 @@ class LateClient(AsyncIDPhotoClient):
         self.server = server
         self.delayed: set[str] = set()
 
-    async def download(self, result: TaskResult, dest: Any, **kwargs: Any) -> Path:
-        if str(dest) not in self.delayed:
-            self.delayed.add(str(dest))
+    async def _download_to(self, result: TaskResult, dest: str, **kwargs: Any) -> str:
+        # The batch's download (download() itself goes through it too).
+        if dest not in self.delayed:
+            self.delayed.add(dest)
             self.server.advance(RESULT_TTL + 1)
-        return await super().download(result, dest, **kwargs)
+        return await super()._download_to(result, dest, **kwargs)
 
 
 def late_client(server: LocalServer) -> LateClient:

@@ -415,10 +415,11 @@ def test_output_paths_stay_inside_out_dir(parts: list[str], absolute: bool) -> N
     if "\x00" in raw:
         raw = raw.replace("\x00", "_")
     for item in (to_item(raw), BatchItem(raw, PurePosixPath(raw or "x"))):
-        dest = output_path(out, item, ".png")
+        text = output_path(out, item, ".png")
+        dest = Path(text)
         assert dest.is_relative_to(out) and dest != out
         assert ".." not in dest.parts
-        assert os.path.normpath(dest) == str(dest)
+        assert os.path.normpath(dest) == str(dest) == text
 
 
 @pytest.fixture

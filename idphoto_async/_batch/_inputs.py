@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,7 +32,7 @@ from .._paths import (
     BatchItem,
     check_inside,
     is_within,
-    output_path,
+    output_name,
     to_item,
     walk,
     with_hash,
@@ -50,11 +49,14 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 @attrs.frozen
 class PlannedInput:
-    """One photo to make: its item, options, output and journal key."""
+    """One photo to make: its item, options, output and journal key.
+
+    Paths are text: the batch never parses a per-input path with pathlib (see
+    `idphoto_async._paths.posix_text`)."""
 
     item: BatchItem
     options: CreateOptions
-    dest: Path
+    dest: str
     relative: str
     """``dest`` relative to the output directory (POSIX), as the journal keeps it."""
     key: str
@@ -131,12 +133,12 @@ class InputPlanner:
 
     def __init__(
         self,
-        out_root: Path,
+        out_root: str | os.PathLike[str],
         options: Mapping[str, Any],
         *,
         shard: Shard | None = None,
     ) -> None:
-        self.out_root = out_root
+        self.out_root = os.fspath(out_root)
         self._raw_options = {k: v for k, v in options.items() if v is not None}
         self._options = make_options(**self._raw_options)
         self._shard = shard
@@ -168,7 +170,7 @@ class InputPlanner:
         if resolved is None or not os.path.isdir(resolved):
             yield self._plan_item(item, resolved)
             return
-        for found in walk(Path(item.source), skip=[self.out_root]):
+        for found in walk(item.source, skip=[self.out_root]):
             yield self._plan_item(attrs.evolve(found, options=item.options))
 
     def _options_of(self, item: BatchItem) -> CreateOptions:
@@ -179,7 +181,7 @@ class InputPlanner:
         except TypeError as exc:
             raise ValidationError(str(exc)) from None
 
-    def _plan_item(self, item: BatchItem, resolved: Path | None = None) -> Plan:
+    def _plan_item(self, item: BatchItem, resolved: str | None = None) -> Plan:
         """The plan of one photo; ``resolved``: its real path, if known already."""
         try:
             options = self._options_of(item)
@@ -188,11 +190,12 @@ class InputPlanner:
         if not item.is_url and resolved is None:
             resolved = real(item.source)
         # The same photo under any name: its real path, or its normalised URL.
-        identity = normalise_url(item.source) if resolved is None else str(resolved)
+        identity = normalise_url(item.source) if resolved is None else resolved
         fields = options.form_fields()
         if not self._photos.add(json.dumps([identity, fields], sort_keys=True)):
             return DUPLICATE
-        dest = self._claim(item, options.extension)
+        relative = self._claim(item, options.extension)
+        dest = os.path.join(self.out_root, *relative.split("/"))
         if self._shard is not None and not self._shard.owns(identity):
             return OTHER_SHARD
         try:
@@ -206,14 +209,14 @@ class InputPlanner:
             journal_identity = _journal_identity(item, identity)
         except ValidationError as exc:
             return _rejected(item.source, exc)
-        relative = dest.relative_to(self.out_root).as_posix()
         key = input_key(journal_identity, {**fields, "output": relative})
         return PlannedInput(item, options, dest, relative, key)
 
-    def _claim(self, item: BatchItem, extension: str) -> Path:
-        """The output path of ``item``; with a short hash if another input already has it."""
-        dest = output_path(self.out_root, item, extension)
-        if not self._outputs.add(os.path.normcase(dest)):
-            dest = with_hash(dest, item.source)
-            self._outputs.add(os.path.normcase(dest))
-        return dest
+    def _claim(self, item: BatchItem, extension: str) -> str:
+        """The output name of ``item`` (relative to the output directory, POSIX text); with a
+        short hash if another input already has it."""
+        name = output_name(item, extension)
+        if not self._outputs.add(os.path.normcase(name)):
+            name = with_hash(name, item.source)
+            self._outputs.add(os.path.normcase(name))
+        return name

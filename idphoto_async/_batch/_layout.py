@@ -37,12 +37,13 @@ class BatchConfigError(ValidationError):
     """
 
 
-def real(path: str | os.PathLike[str]) -> Path:
-    """The absolute path with every symlink resolved (the path need not exist)."""
-    return Path(os.path.realpath(os.path.abspath(path)))
+def real(path: str | os.PathLike[str]) -> str:
+    """The absolute path with every symlink resolved (the path need not exist), as text: it
+    runs for every input, which pathlib would parse (see `idphoto_async._paths.posix_text`)."""
+    return os.path.realpath(os.path.abspath(path))
 
 
-def check_argument(raw: str, out_root: Path) -> Path | None:
+def check_argument(raw: str, out_root: str | os.PathLike[str]) -> str | None:
     """Refuse an input argument that is empty or overlaps the output directory ``out_root``;
     return its resolved path (None for a URL).
 
@@ -58,18 +59,18 @@ def check_argument(raw: str, out_root: Path) -> Path | None:
         )
     if is_url(raw):
         return None
-    path = real(raw)
-    if path.is_dir():
-        if is_within(path, out_root):
-            where = "is" if path == out_root else "is inside"
+    path, root = real(raw), os.fspath(out_root)
+    if os.path.isdir(path):
+        if is_within(path, root):
+            where = "is" if path == root else "is inside"
             raise BatchConfigError(
-                f"the input folder {raw} {where} the output directory {out_root}: its images "
+                f"the input folder {raw} {where} the output directory {root}: its images "
                 "would be replaced by their ID photos; choose an -o/out_dir outside it",
                 field="out_dir",
             )
-    elif is_within(path, out_root):
+    elif is_within(path, root):
         raise BatchConfigError(
-            f"the input {raw} is inside the output directory {out_root}: an output could "
+            f"the input {raw} is inside the output directory {root}: an output could "
             "replace it; move it or choose another -o/out_dir",
             field="out_dir",
         )
@@ -80,8 +81,8 @@ def check_side_files(
     out_root: Path,
     arguments: Iterable[str],
     *,
-    journal: Path | None,
-    report: Path | None = None,
+    journal: str | os.PathLike[str] | None,
+    report: str | os.PathLike[str] | None = None,
 ) -> None:
     """Refuse a journal or report that is a folder, or that would overwrite the other, an
     input, a walked input or an output. Blocking."""
@@ -90,20 +91,20 @@ def check_side_files(
     folders = [real(a) for a in inputs if os.path.isdir(a)]
     named: list[tuple[str, Path]] = []
     if journal is not None:
-        named.append(("--journal", real(journal)))
+        named.append(("--journal", Path(real(journal))))
     if report is not None:
-        named.append(("--report", real(report)))
+        named.append(("--report", Path(real(report))))
     for flag, path in named:
         if path.is_dir() or path == out_root:
             raise BatchConfigError(
                 f"{flag} {path} is a directory: give a file name", field=flag.strip("-")
             )
-        if path in files:
+        if str(path) in files:
             raise BatchConfigError(
                 f"{flag} {path} is one of the inputs: it would be overwritten; choose another path",
                 field=flag.strip("-"),
             )
-        walked = [out_root, *folders]
+        walked = [os.fspath(out_root), *folders]
         if path.suffix.lower() in IMAGE_EXTENSIONS and any(is_within(path, d) for d in walked):
             raise BatchConfigError(
                 f"{flag} {path} has an image name inside an input or output folder: it could "
@@ -113,7 +114,7 @@ def check_side_files(
     if journal is not None and report is not None:
         store = Journal(journal)  # `x.jsonl` means the database `x.sqlite3` (imported once)
         journal_path, report_path = real(store.path), real(report)
-        guarded = {journal_path.with_name(journal_path.name + s) for s in _SIDECARS}
+        guarded = {journal_path + s for s in _SIDECARS}
         if store.legacy_path is not None:
             guarded.add(real(store.legacy_path))
         if report_path in guarded:
@@ -150,4 +151,4 @@ def prepare_out_dir(out_dir: Path) -> Path:
             "writable -o/out_dir",
             field="out_dir",
         ) from None
-    return real(out_dir)
+    return Path(real(out_dir))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -10,6 +11,7 @@ import attrs
 
 from .._errors import IDPhotoError
 from .._journal import error_info
+from .._paths import path_text
 
 __all__ = ["BatchOutcome", "BatchStats", "Mode", "Status", "default_max_in_flight"]
 
@@ -25,18 +27,36 @@ the 97th percentile, so a task lives well past the 90th (measured at QPS 2: 24 i
 MAX_IN_FLIGHT_CAP: Final = 256
 
 
-@attrs.frozen
+def _output_text(output: str | os.PathLike[str] | None) -> str | None:
+    return None if output is None else path_text(output)
+
+
+@attrs.frozen(repr=False, match_args=False)
 class BatchOutcome:
-    """What happened to one input."""
+    """What happened to one input.
+
+    ``output`` may be given as text or a path; it is kept as text (normalised as
+    ``str(Path(output))`` is) and read back as a `Path`.
+    """
+
+    __match_args__ = (
+        "input", "status", "task_id", "output", "error", "possible_extra_charges"
+    )  # fmt: skip
 
     input: str
     status: Status
     task_id: str | None = None
-    output: Path | None = None
+    _output: str | None = attrs.field(default=None, converter=_output_text, alias="output")
+    """`output` as text (the batch reads only this: no pathlib parse per input)."""
     error: IDPhotoError | None = None
     possible_extra_charges: int = 0
     """Creates of this input that may each have been charged a second time (a create sent
     again after one that may have made a task, or a result that expired and was made again)."""
+
+    @property
+    def output(self) -> Path | None:
+        """The output file (None when there is none)."""
+        return None if self._output is None else Path(self._output)
 
     @property
     def ok(self) -> bool:
@@ -50,12 +70,24 @@ class BatchOutcome:
             "input": self.input,
             "status": self.status,
             "task_id": self.task_id,
-            "output": None if self.output is None else str(self.output),
+            "output": self._output,
             "error": None if self.error is None else error_info(self.error).to_json(),
         }
         if self.possible_extra_charges:
             record["possible_extra_charges"] = self.possible_extra_charges
         return record
+
+    def __repr__(self) -> str:
+        output = "None" if self._output is None else f"{_PATH_CLASS}({self._output!r})"
+        return (
+            f"BatchOutcome(input={self.input!r}, status={self.status!r}, "
+            f"task_id={self.task_id!r}, output={output}, error={self.error!r}, "
+            f"possible_extra_charges={self.possible_extra_charges!r})"
+        )
+
+
+_PATH_CLASS: Final = type(Path()).__name__
+"""``PosixPath`` or ``WindowsPath``: how a `Path` names itself in a repr."""
 
 
 @attrs.define

@@ -12,6 +12,7 @@ task exists); errors of the run (`RunStop.is_run_level`) propagate, unjournaled.
 from __future__ import annotations
 
 import math
+import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -131,7 +132,9 @@ class PhotoPipeline:
         if entry is not None:
             photo.earlier = True
             photo.task_id = entry.task_id
-            if entry.output == job.relative and await anyio.Path(job.dest).is_file():
+            if entry.output == job.relative and await anyio.to_thread.run_sync(
+                os.path.isfile, job.dest
+            ):
                 return photo.outcome(status="skipped", output=job.dest)
             failure = entry.failure
             if (
@@ -303,7 +306,7 @@ class PhotoPipeline:
         job = photo.job
         photo.task_id = result.task_id
         try:
-            path = await self.client.download(result, job.dest)
+            path = await self.client._download_to(result, job.dest)
         except OSError as exc:
             raise DownloadError(f"Cannot write {job.dest}: {exc.strerror or exc}.") from exc
         if photo.earlier:  # a run killed while writing it left a temporary file

@@ -19,7 +19,7 @@ prints a markdown table (each figure measured in a process of its own):
   parses no per-input path with pathlib, which would intern every part: the inputs are
   text here too);
 - **CPU**: the journal's writes and lookup for ``--cpu-photos`` photos started at 200 a
-  second (as at QPS 200: lookup, creating, created, done, downloaded), process CPU time
+  second (as at QPS 200: lookup, creating, created, downloaded), process CPU time
   (all threads) minus the same run on `NullJournal`, per photo (median of 3 pairs).
 """
 
@@ -52,7 +52,7 @@ __all__ = ["main"]
 
 CPU_QPS = 200.0
 SECONDS_IN_FLIGHT = 0.1
-"""How long a simulated photo waits between ``created`` and ``done``."""
+"""How long a simulated photo waits between ``created`` and ``downloaded``."""
 READINGS = 20
 """Peak-RSS readings per batch run."""
 
@@ -175,7 +175,6 @@ async def _photo(store: BatchStore, i: int) -> None:
     await store.creating(key, name)
     await store.created(key, name, f"task-{i}", datetime.now(UTC))
     await anyio.sleep(SECONDS_IN_FLIGHT)
-    await store.done(key, name, f"task-{i}")
     await store.downloaded(key, name, f"task-{i}", f"p{i:05d}.png")
 
 

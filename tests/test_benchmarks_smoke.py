@@ -85,3 +85,27 @@ def test_http_floor_script_prints_its_table() -> None:
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
     assert len(rows) == 2 + 7  # header, rule, one row per request kind
     assert all(float(row.split("|")[2]) > 0 for row in rows[2:])
+
+
+def test_journal_scale_cpu_child_journals_every_photo(tmp_path: Path) -> None:
+    """The journal's CPU measure runs the batch's records (lookup, creating, created,
+    downloaded) for each photo, and leaves each photo downloaded in its journal."""
+    import json
+    import subprocess
+
+    from idphoto_async._journal import load_journal
+
+    path = tmp_path / "j.sqlite3"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.journal_scale", "--child", "cpu", str(path), "20"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    answer = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(answer["all_ms"]) == 3 and answer["base_ms"] > 0
+    state = load_journal(tmp_path / "j.sqlite3.0")
+    assert len(state.entries) == 20
+    assert all(e.done and e.output for e in state.entries.values())

@@ -34,6 +34,7 @@ __all__ = [
     "path_text",
     "posix_text",
     "to_item",
+    "under",
     "walk",
     "with_hash",
 ]
@@ -178,8 +179,7 @@ def url_name(url: str) -> str:
 
 def _strip_ext(name: str) -> str:
     head, sep, last = name.rpartition("/")
-    suffix = _suffix(last)
-    return f"{head}{sep}{last[: -len(suffix)]}" if suffix.lower() in IMAGE_EXTENSIONS else name
+    return f"{head}{sep}{_stem(last)}" if _suffix(last).lower() in IMAGE_EXTENSIONS else name
 
 
 def to_item(value: BatchInput) -> BatchItem:
@@ -214,18 +214,21 @@ def output_name(item: BatchItem, extension: str) -> str:
     return name + extension
 
 
+def under(out_dir: str | os.PathLike[str], name: str) -> str:
+    """The file of the output name ``name`` (relative POSIX text) under ``out_dir``."""
+    return os.path.join(out_dir, *name.split("/"))
+
+
 def output_path(out_dir: str | os.PathLike[str], item: BatchItem, extension: str) -> str:
     """Where ``item``'s result goes under ``out_dir`` (lexically; no file system access)."""
-    return os.path.join(out_dir, *output_name(item, extension).split("/"))
+    return under(out_dir, output_name(item, extension))
 
 
 def with_hash(name: str, source: str) -> str:
     """The output name ``name`` (POSIX text) with a short hash of ``source`` added to its
     last part's stem (to tell clashes apart)."""
     head, sep, last = name.rpartition("/")
-    suffix = _suffix(last)
-    stem = last[: -len(suffix)] if suffix else last
-    return f"{head}{sep}{stem}-{_short_hash(source)}{suffix}"
+    return f"{head}{sep}{_stem(last)}-{_short_hash(source)}{_suffix(last)}"
 
 
 def is_within(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:

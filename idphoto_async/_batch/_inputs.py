@@ -34,6 +34,7 @@ from .._paths import (
     is_within,
     output_name,
     to_item,
+    under,
     walk,
     with_hash,
 )
@@ -195,7 +196,7 @@ class InputPlanner:
         if not self._photos.add(json.dumps([identity, fields], sort_keys=True)):
             return DUPLICATE
         relative = self._claim(item, options.extension)
-        dest = os.path.join(self.out_root, *relative.split("/"))
+        dest = under(self.out_root, relative)
         if self._shard is not None and not self._shard.owns(identity):
             return OTHER_SHARD
         try:

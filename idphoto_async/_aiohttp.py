@@ -14,6 +14,10 @@ aiohttp's own tracing, with the same event names (see `idphoto_async._timeouts`)
 connection in hand (``send_request_headers.started``: bytes may leave from now on), the
 headers written (``send_request_headers.complete``: the request's departure, which the rate
 limiter counts from), the body written (``receive_response_headers.started``). aiohttp's
+own "headers sent" signal fires before it even buffers the headers, and a body (with the
+headers in front of it) is written by a task of its own, a loop turn later on CPython 3.11:
+so a request with a body departs at its first chunk, whose signal aiohttp fires in the step
+that writes it (a departure stamped early lets the limiter crowd the window behind it). aiohttp's
 errors become httpx's, sorted by what matters here, whether the request may have reached the
 server: only an error of connecting is a ``ConnectError``/``ConnectTimeout`` (nothing sent,
 safe to send again); a connection lost or a stalled answer after that is a
@@ -188,13 +192,21 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 class _RequestContext:
     """One request's trace hook and body size, handed to aiohttp's tracing callbacks."""
 
-    __slots__ = ("awaiting", "body_left", "trace")
+    __slots__ = ("awaiting", "body_left", "has_body", "left", "trace")
 
     def __init__(self, trace: Trace | None, request: httpx.Request) -> None:
         self.trace = trace
         length = request.headers.get("Content-Length", "")
         self.body_left = int(length) if length.isdigit() else 0
+        self.has_body = self.body_left > 0 or "Transfer-Encoding" in request.headers
+        self.left = False
         self.awaiting = False
+
+    async def departed(self) -> None:
+        """The request's first bytes are written in this step: its departure (once)."""
+        if not self.left:
+            self.left = True
+            await self.emit("http11.send_request_headers.complete")
 
     async def emit(self, event: str) -> None:
         if self.trace is not None:
@@ -223,13 +235,15 @@ async def _on_connection(
 async def _on_headers_sent(
     session: object, trace_config_ctx: SimpleNamespace, params: object
 ) -> None:
-    if (context := _context(trace_config_ctx)) is not None:
-        await context.emit("http11.send_request_headers.complete")
+    if (context := _context(trace_config_ctx)) is not None and not context.has_body:
+        # Written in the same step (no body: aiohttp sends the buffered headers at once).
+        await context.departed()
         await context.body_sent(0)
 
 
 async def _on_chunk_sent(session: object, trace_config_ctx: SimpleNamespace, params: Any) -> None:
     if (context := _context(trace_config_ctx)) is not None:
+        await context.departed()  # the first chunk: aiohttp writes the headers with it, now
         await context.body_sent(len(params.chunk))
 
 

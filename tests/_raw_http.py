@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import io
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import anyio
 import anyio.abc
@@ -61,6 +64,54 @@ async def raw_server(respond: Respond) -> AsyncIterator[tuple[str, list[bytes]]]
         tg.start_soon(listener.serve, handle)
         yield f"http://127.0.0.1:{port}", requests
         tg.cancel_scope.cancel()
+
+
+@contextlib.contextmanager
+def thread_server(answer: bytes) -> Iterator[tuple[str, list[float]]]:
+    """Serve ``answer`` to each request from a thread of its own, off the event loop, so a
+    stalled loop does not delay it; yields the base URL and each request's arrival
+    (`time.monotonic` when its last byte was read)."""
+    arrivals: list[float] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def read_one(conn: socket.socket) -> bool:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                while len(body) < int(value.strip()):
+                    body += conn.recv(65536)
+        arrivals.append(time.monotonic())
+        return True
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5.0)
+                with contextlib.suppress(OSError):
+                    while read_one(conn):
+                        conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", arrivals
+    finally:
+        stop.set()
+        thread.join(5.0)
+        listener.close()
 
 
 def http_answer(

@@ -7,6 +7,7 @@ the wire-level modules (bounded phases, whole results, the local server) run on 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -15,7 +16,8 @@ from pathlib import Path
 import anyio
 import anyio.abc
 import pytest
-from _raw_http import http_answer, noisy_png, raw_server
+import sniffio
+from _raw_http import http_answer, noisy_png, raw_server, thread_server
 
 import idphoto_async as ia
 
@@ -108,6 +110,47 @@ async def test_the_departure_is_stamped_when_the_request_leaves(
     assert len(stamps) == 1 and len(arrivals) == 1
     # Stamped before the server had the request, or just after: never after the 0.4 s answer.
     assert stamps[0] < arrivals[0] + 0.2, (stamps, arrivals)
+
+
+def stall_soon(seconds: float) -> None:
+    """Block the event loop for ``seconds`` as soon as the running step yields."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        trio.lowlevel.current_trio_token().run_sync_soon(time.sleep, seconds)
+    else:
+        asyncio.get_running_loop().call_soon(time.sleep, seconds)
+
+
+async def test_the_departure_is_never_stamped_before_the_request_left(
+    http_backend: ia.HTTPBackend,
+) -> None:
+    """A stall of the event loop right after the departure's stamp must find the request
+    already written. aiohttp signals "headers sent" before it writes them, and writes a body
+    (headers in front) from a task of its own: on CPython 3.11 the stamp came a whole stall
+    (0.3 s here) before the bytes, and the limiter, catching up after the stall, would crowd
+    a window behind it."""
+    stamps: list[float] = []
+
+    def depart(at: float | None) -> None:
+        stamps.append(time.monotonic())
+        stall_soon(0.3)  # the loop stalls next
+
+    class StampingLimiter(ia.TokenBucketLimiter):
+        async def reserve(
+            self, *, timeout: float | None = None, priority: bool = False
+        ) -> ia.Reservation:
+            await self.acquire(timeout=timeout, priority=priority)
+            return ia.Reservation(depart=depart)
+
+    answer = http_answer(TASK, headers={"Content-Type": "application/json"})
+    with thread_server(answer) as (base, arrivals):
+        async with client(base, http_backend, limiter=StampingLimiter(1000)) as c:
+            await c.create(noisy_png())  # a body
+            await c.get("T1")  # none
+    assert len(stamps) == 2 and len(arrivals) == 2
+    for stamp, arrival in zip(stamps, arrivals, strict=True):
+        assert arrival - stamp < 0.15, (stamps, arrivals)
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])

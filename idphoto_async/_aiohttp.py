@@ -10,14 +10,14 @@ loopback, 32 requests in flight: 1.26 ms of client CPU per request with httpx's 
 0.29 with this transport). aiohttp runs on asyncio only: on trio, use the default (httpx).
 
 What httpcore reports through the ``trace`` request extension, this transport reports from
-aiohttp's own tracing, with the same event names (see `idphoto_async._timeouts`): a
-connection in hand (``send_request_headers.started``: bytes may leave from now on), the
-headers written (``send_request_headers.complete``: the request's departure, which the rate
-limiter counts from), the body written (``receive_response_headers.started``). aiohttp's
-own "headers sent" signal fires before it even buffers the headers, and a body (with the
-headers in front of it) is written by a task of its own, a loop turn later on CPython 3.11:
-so a request with a body departs at its first chunk, whose signal aiohttp fires in the step
-that writes it (a departure stamped early lets the limiter crowd the window behind it). aiohttp's
+aiohttp's own tracing, with the same event names (see `idphoto_async._timeouts`): the
+request's departure, the step in which its first bytes are written
+(``send_request_headers.started``, which the rate limiter counts from, then ``.complete``),
+and the body written (``receive_response_headers.started``). aiohttp's own "headers sent"
+signal fires before it even buffers the headers, and a body (with the headers in front of
+it) is written by a task of its own, a loop turn later on CPython 3.11: so a request with a
+body departs at its first chunk, whose signal aiohttp fires in the step that writes it (a
+departure stamped early lets the limiter crowd the window behind it). aiohttp's
 errors become httpx's, sorted by what matters here, whether the request may have reached the
 server: only an error of connecting is a ``ConnectError``/``ConnectTimeout`` (nothing sent,
 safe to send again); a connection lost or a stalled answer after that is a
@@ -89,8 +89,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             httpx.create_ssl_context(verify=True, trust_env=False) if verify is True else verify
         )
         tracing = aiohttp.TraceConfig()
-        tracing.on_connection_create_end.append(_on_connection)
-        tracing.on_connection_reuseconn.append(_on_connection)
         tracing.on_request_headers_sent.append(_on_headers_sent)
         tracing.on_request_chunk_sent.append(_on_chunk_sent)
         self._tracing = tracing
@@ -206,6 +204,7 @@ class _RequestContext:
         """The request's first bytes are written in this step: its departure (once)."""
         if not self.left:
             self.left = True
+            await self.emit("http11.send_request_headers.started")
             await self.emit("http11.send_request_headers.complete")
 
     async def emit(self, event: str) -> None:
@@ -223,13 +222,6 @@ class _RequestContext:
 def _context(trace_config_ctx: SimpleNamespace) -> _RequestContext | None:
     context = getattr(trace_config_ctx, "trace_request_ctx", None)
     return context if isinstance(context, _RequestContext) else None
-
-
-async def _on_connection(
-    session: object, trace_config_ctx: SimpleNamespace, params: object
-) -> None:
-    if (context := _context(trace_config_ctx)) is not None:
-        await context.emit("http11.send_request_headers.started")
 
 
 async def _on_headers_sent(

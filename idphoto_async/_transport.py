@@ -36,7 +36,7 @@ from ._errors import (
     MalformedResponseError,
     status_error,
 )
-from ._limiter import Limiter
+from ._limiter import Limiter, Reservation
 from ._logging import logger
 from ._retry import Retry, RetryPolicy, parse_retry_after
 from ._timeouts import PhaseDeadline
@@ -232,10 +232,10 @@ class ApiCaller:
             )
             if files is not None:
                 _join_small_body(request)
-            on_sent = reservation.publish if reservation.shared else reservation.sent
+            publish = reservation.publish if reservation.shared else None
             async with self.connection_slots():
                 self.requests_sent += 1
-                response, body = await self._exchange(request, timeout, on_sent)
+                response, body = await self._exchange(request, timeout, reservation, publish)
             outcome = response.status_code
             return await self._interpret(method, url, response, body, parse)
         except _Failure as failure:
@@ -263,7 +263,8 @@ class ApiCaller:
         self,
         request: httpx.Request,
         timeout: httpx.Timeout,
-        on_sent: Callable[[], Awaitable[None] | None],
+        reservation: Reservation,
+        publish: Callable[[], Awaitable[None]] | None,
     ) -> tuple[httpx.Response, bytes]:
         """Send ``request`` and read the whole (capped) answer, every phase bounded."""
         length = request.headers.get("Content-Length", "")
@@ -271,7 +272,8 @@ class ApiCaller:
             timeout,
             body_factor=BODY_DEADLINE_FACTOR,
             upload_bytes=int(length) if length.isdigit() else 0,
-            on_headers_sent=on_sent,
+            on_departure=reservation.sent,
+            on_headers_sent=publish,
         )
         request.extensions["trace"] = deadline.trace
         fail = functools.partial(_Failure.of, request)

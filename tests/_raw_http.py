@@ -70,7 +70,8 @@ async def raw_server(respond: Respond) -> AsyncIterator[tuple[str, list[bytes]]]
 def thread_server(answer: bytes) -> Iterator[tuple[str, list[float]]]:
     """Serve ``answer`` to each request from a thread of its own, off the event loop, so a
     stalled loop does not delay it; yields the base URL and each request's arrival
-    (`time.monotonic` when its last byte was read)."""
+    (`time.monotonic` when its headers were in: what a rate limit counts, as the local
+    server's does)."""
     arrivals: list[float] = []
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.1)
@@ -83,13 +84,13 @@ def thread_server(answer: bytes) -> Iterator[tuple[str, list[float]]]:
             if not chunk:
                 return False
             data += chunk
+        arrivals.append(time.monotonic())
         head, _, body = data.partition(b"\r\n\r\n")
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 while len(body) < int(value.strip()):
                     body += conn.recv(65536)
-        arrivals.append(time.monotonic())
         return True
 
     def serve() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import pytest
 import sniffio
 from _raw_http import http_answer, noisy_png, raw_server, thread_server
@@ -151,6 +152,43 @@ async def test_the_departure_is_never_stamped_before_the_request_left(
     assert len(stamps) == 2 and len(arrivals) == 2
     for stamp, arrival in zip(stamps, arrivals, strict=True):
         assert arrival - stamp < 0.15, (stamps, arrivals)
+
+
+async def test_the_departure_is_never_stamped_after_the_request_left(
+    http_backend: ia.HTTPBackend,
+) -> None:
+    """With the event loop busy (every turn of it stalled 50 ms by another task), the
+    departure's stamp must not trail the request's arrival by a turn: anyio and trio yield
+    right after writing a request's headers, before httpcore reports them sent, and a stamp
+    taken then came a whole turn late. (Late is safe but slow: the request holds its window
+    place that much longer, and where the window binds, the next grants wait as long.)"""
+    stamps: list[float] = []
+
+    class StampingLimiter(ia.TokenBucketLimiter):
+        async def reserve(
+            self, *, timeout: float | None = None, priority: bool = False
+        ) -> ia.Reservation:
+            await self.acquire(timeout=timeout, priority=priority)
+            return ia.Reservation(depart=lambda at: stamps.append(time.monotonic()))
+
+    async def busy_loop() -> None:
+        while True:
+            await anyio.lowlevel.checkpoint()
+            time.sleep(0.05)  # noqa: ASYNC251 - the stall is the point
+
+    answer = http_answer(TASK, headers={"Content-Type": "application/json"})
+    with thread_server(answer) as (base, arrivals):
+        async with (
+            client(base, http_backend, limiter=StampingLimiter(1000)) as c,
+            anyio.create_task_group() as tasks,
+        ):
+            tasks.start_soon(busy_loop)
+            await c.create(noisy_png())  # a body
+            await c.get("T1")  # none
+            tasks.cancel_scope.cancel()
+    assert len(stamps) == 2 and len(arrivals) == 2
+    for stamp, arrival in zip(stamps, arrivals, strict=True):
+        assert stamp - arrival < 0.02, (stamps, arrivals)
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])

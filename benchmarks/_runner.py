@@ -1,7 +1,9 @@
 """One client run in its own process: ``python -m benchmarks._runner '<json spec>'``.
 
 Prints one JSON line: photos ok/failed, wall time, the CPU time (user + sys) and peak RSS of
-this process during the run, completion times and RSS samples.
+this process during the run, completion times and RSS samples. Every client (ours and the
+baselines) runs with the garbage-collector settings of ``idphoto batch``
+(`idphoto_async._gc_settings.BATCH_THRESHOLDS`).
 """
 
 from __future__ import annotations
@@ -84,7 +86,13 @@ def main() -> None:
     import httpx  # noqa: F401
 
     import idphoto_async  # noqa: F401
+    from idphoto_async._gc_settings import BATCH_THRESHOLDS, collector_settings
 
+    with collector_settings(BATCH_THRESHOLDS):  # as `idphoto batch` runs, for every client
+        _measure(spec)
+
+
+def _measure(spec: dict[str, Any]) -> None:
     progress = Progress()
     sampler = RssSampler(progress, interval=spec.get("rss_interval", 0.1))
     before = resource.getrusage(resource.RUSAGE_SELF)

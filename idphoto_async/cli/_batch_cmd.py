@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from .._gc_settings import BATCH_THRESHOLDS, collector_settings
 from .._journal import JOURNAL_NAME
 from ._common import (
     EXIT_FAILED,
@@ -170,6 +171,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         else:
             key = api_key_or_exit(args.base_url)
             base_url, qps = args.base_url, args.qps or 2.0
+        stack.enter_context(collector_settings(BATCH_THRESHOLDS))
         return anyio.run(_run, args, out, base_url, key, qps)
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 
+from .._gc_settings import SERVER_THRESHOLDS, collector_settings
 from ._config import DEFAULT_FAIL_STATES, ServerConfig
 
 __all__ = ["config_from_args", "configure_parser", "serve_main"]
@@ -170,9 +170,9 @@ def serve_main(args: argparse.Namespace) -> int:
     except (RuntimeError, ValueError) as exc:
         print(f"idphoto serve: {exc}")
         return 2
-    # Keep what the imports made out of the collector's full scans: with hundreds of
-    # connections open, one took 40-70 ms, a stall that bunched the arrivals behind it into
-    # one window and earned a client within its QPS a 429 (a gateway would not stall).
-    gc.freeze()
-    uvicorn.run(app, host=args.host, port=args.port, timeout_graceful_shutdown=2)
+    # Short collector pauses: with hundreds of connections open, a full collection took
+    # 40-70 ms, a stall that bunched the arrivals behind it into one window and earned a
+    # client within its QPS a 429 (a gateway would not stall).
+    with collector_settings(SERVER_THRESHOLDS):
+        uvicorn.run(app, host=args.host, port=args.port, timeout_graceful_shutdown=2)
     return 0

@@ -277,6 +277,9 @@ def render(
         f"baselines and scenario 3 (column `runs`); total time {elapsed / 60:.1f} min",
         "- Server: `python -m idphoto_async.server --engine basic --seed 1` as its own uvicorn "
         "process on loopback, fresh for every run; each client runs in its own subprocess.",
+        "- Garbage collector: the server runs with `idphoto serve`'s settings, every client "
+        "(the baselines too) with `idphoto batch`'s (`idphoto_async._gc_settings`: start-up "
+        "objects frozen; thresholds (700, 2, 1000) and (7000, 10, 10)).",
         "",
         "Photos/s (steady) is the completion rate with the pipeline full (least squares "
         "over the completions from the 10th percentile one to the 90th, none after the "

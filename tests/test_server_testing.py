@@ -182,9 +182,8 @@ def test_serve_keeps_start_up_objects_out_of_full_collections(
 
     import uvicorn
 
-    from idphoto_async.server._cli import serve_main
-
     from idphoto_async._gc_settings import SERVER_THRESHOLDS
+    from idphoto_async.server._cli import serve_main
 
     served: list[tuple[int, tuple[int, int, int]]] = []
     monkeypatch.setattr(

@@ -232,10 +232,9 @@ class ApiCaller:
             )
             if files is not None:
                 _join_small_body(request)
-            publish = reservation.publish if reservation.shared else None
             async with self.connection_slots():
                 self.requests_sent += 1
-                response, body = await self._exchange(request, timeout, reservation, publish)
+                response, body = await self._exchange(request, timeout, reservation)
             outcome = response.status_code
             return await self._interpret(method, url, response, body, parse)
         except _Failure as failure:
@@ -264,7 +263,6 @@ class ApiCaller:
         request: httpx.Request,
         timeout: httpx.Timeout,
         reservation: Reservation,
-        publish: Callable[[], Awaitable[None]] | None,
     ) -> tuple[httpx.Response, bytes]:
         """Send ``request`` and read the whole (capped) answer, every phase bounded."""
         length = request.headers.get("Content-Length", "")
@@ -273,7 +271,7 @@ class ApiCaller:
             body_factor=BODY_DEADLINE_FACTOR,
             upload_bytes=int(length) if length.isdigit() else 0,
             on_departure=reservation.sent,
-            on_headers_sent=publish,
+            on_headers_sent=reservation.publish if reservation.shared else None,
         )
         request.extensions["trace"] = deadline.trace
         fail = functools.partial(_Failure.of, request)

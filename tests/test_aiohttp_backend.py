@@ -11,6 +11,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -82,6 +83,26 @@ async def test_a_lost_query_is_asked_again(http_backend: ia.HTTPBackend) -> None
     assert len(requests) == 1 + FAST.max_retries  # a query costs nothing: retried
 
 
+class StampingLimiter(ia.TokenBucketLimiter):
+    """A limiter whose reservations call ``depart`` at the request's departure (not the
+    limiter's own stamp): what the client reports, and when."""
+
+    def __init__(self, depart: Callable[[float | None], None]) -> None:
+        super().__init__(1000)
+        self.depart = depart
+
+    async def reserve(
+        self, *, timeout: float | None = None, priority: bool = False
+    ) -> ia.Reservation:
+        await self.acquire(timeout=timeout, priority=priority)
+        return ia.Reservation(depart=self.depart)
+
+
+def stamp_into(stamps: list[float]) -> Callable[[float | None], None]:
+    """A departure callback that records `time.monotonic` into ``stamps``."""
+    return lambda at: stamps.append(time.monotonic())
+
+
 async def test_the_departure_is_stamped_when_the_request_leaves(
     http_backend: ia.HTTPBackend,
 ) -> None:
@@ -89,19 +110,12 @@ async def test_the_departure_is_stamped_when_the_request_leaves(
     stamps: list[float] = []
     arrivals: list[float] = []
 
-    class StampingLimiter(ia.TokenBucketLimiter):
-        async def reserve(
-            self, *, timeout: float | None = None, priority: bool = False
-        ) -> ia.Reservation:
-            await self.acquire(timeout=timeout, priority=priority)
-            return ia.Reservation(depart=lambda at: stamps.append(time.monotonic()))
-
     async def slow_answer(stream: anyio.abc.SocketStream, request: bytes) -> None:
         arrivals.append(time.monotonic())
         await anyio.sleep(0.4)
         await stream.send(http_answer(TASK, headers={"Content-Type": "application/json"}))
 
-    limiter = StampingLimiter(1000)
+    limiter = StampingLimiter(stamp_into(stamps))
     async with (
         raw_server(slow_answer) as (base, _),
         client(base, http_backend, limiter=limiter) as c,
@@ -137,16 +151,9 @@ async def test_the_departure_is_never_stamped_before_the_request_left(
         stamps.append(time.monotonic())
         stall_soon(0.3)  # the loop stalls next
 
-    class StampingLimiter(ia.TokenBucketLimiter):
-        async def reserve(
-            self, *, timeout: float | None = None, priority: bool = False
-        ) -> ia.Reservation:
-            await self.acquire(timeout=timeout, priority=priority)
-            return ia.Reservation(depart=depart)
-
     answer = http_answer(TASK, headers={"Content-Type": "application/json"})
     with thread_server(answer) as (base, arrivals):
-        async with client(base, http_backend, limiter=StampingLimiter(1000)) as c:
+        async with client(base, http_backend, limiter=StampingLimiter(depart)) as c:
             await c.create(noisy_png())  # a body
             await c.get("T1")  # none
     assert len(stamps) == 2 and len(arrivals) == 2
@@ -164,13 +171,6 @@ async def test_the_departure_is_never_stamped_after_the_request_left(
     place that much longer, and where the window binds, the next grants wait as long.)"""
     stamps: list[float] = []
 
-    class StampingLimiter(ia.TokenBucketLimiter):
-        async def reserve(
-            self, *, timeout: float | None = None, priority: bool = False
-        ) -> ia.Reservation:
-            await self.acquire(timeout=timeout, priority=priority)
-            return ia.Reservation(depart=lambda at: stamps.append(time.monotonic()))
-
     async def busy_loop() -> None:
         while True:
             await anyio.lowlevel.checkpoint()
@@ -179,7 +179,7 @@ async def test_the_departure_is_never_stamped_after_the_request_left(
     answer = http_answer(TASK, headers={"Content-Type": "application/json"})
     with thread_server(answer) as (base, arrivals):
         async with (
-            client(base, http_backend, limiter=StampingLimiter(1000)) as c,
+            client(base, http_backend, limiter=StampingLimiter(stamp_into(stamps))) as c,
             anyio.create_task_group() as tasks,
         ):
             tasks.start_soon(busy_loop)

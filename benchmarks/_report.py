@@ -273,8 +273,10 @@ def render(
         f"- Load average (1, 5, 15 min) before: {machine['load']}; after: {load_after} (a load "
         f"above the {machine['cores']} cores means other work shared the machine: compare rows "
         "of one run, not figures of different runs)",
-        f"- Repetitions: median of {repeat} for our client in scenarios 1-2; 1 for the slow "
-        f"baselines and scenario 3 (column `runs`); total time {elapsed / 60:.1f} min",
+        f"- Repetitions: median of {repeat} for our client in scenarios 1-2 and for baseline "
+        f"(b) in scenario 2 (the CPU yardstick); 1 for the other baselines and scenario 3 "
+        f"(column `runs`); imports are done before each run's clock starts; total time "
+        f"{elapsed / 60:.1f} min",
         "- Server: `python -m idphoto_async.server --engine basic --seed 1` as its own uvicorn "
         "process on loopback, fresh for every run; each client runs in its own subprocess.",
         "- Garbage collector: the server runs with `idphoto serve`'s settings, every client "

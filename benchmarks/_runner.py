@@ -8,6 +8,8 @@ baselines) runs with the garbage-collector settings of ``idphoto batch``
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import resource
 import subprocess
@@ -22,6 +24,10 @@ from ._progress import Progress, RssSampler
 __all__ = ["main", "run_client_process"]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+PRELOADED = ("anyio", "httpx", "idphoto_async", "aiohttp", "requests", "aiolimiter")
+"""Imported before a run's clock starts, whichever client runs."""
 
 
 def peak_rss_bytes(pid: int | str = "self") -> int | None:
@@ -81,11 +87,12 @@ def _run(spec: dict[str, Any], progress: Progress) -> None:
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    # Import what the client needs before the clock starts (not part of the run's cost).
-    import anyio  # noqa: F401
-    import httpx  # noqa: F401
-
-    import idphoto_async  # noqa: F401
+    # Import what every client needs before the clock starts (not part of the run's cost),
+    # ours and the baselines alike: before, aiohttp (0.15 s) and requests (0.06 s) were
+    # imported inside the clock, 0.08 and 0.03 ms per photo of a 2 000-photo run.
+    for module in PRELOADED:
+        with contextlib.suppress(ImportError):  # aiohttp is an optional extra
+            importlib.import_module(module)
     from idphoto_async._gc_settings import BATCH_THRESHOLDS, collector_settings
 
     with collector_settings(BATCH_THRESHOLDS):  # as `idphoto batch` runs, for every client

@@ -8,7 +8,6 @@ baselines) runs with the garbage-collector settings of ``idphoto batch``
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import resource
@@ -26,8 +25,16 @@ __all__ = ["main", "run_client_process"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
-PRELOADED = ("anyio", "httpx", "idphoto_async", "aiohttp", "requests", "aiolimiter")
-"""Imported before a run's clock starts, whichever client runs."""
+OURS = ("anyio", "httpx", "idphoto_async")
+PRELOADED = {
+    "ours": OURS,
+    "ours-one-pool": OURS,
+    "ours-aiohttp": (*OURS, "aiohttp"),
+    "gather": ("httpx", "aiolimiter"),
+    "threads": ("requests",),
+}
+"""What each client imports before its run's clock starts (only its own: a library loaded
+and unused would count in the client's peak RSS)."""
 
 
 def peak_rss_bytes(pid: int | str = "self") -> int | None:
@@ -87,12 +94,11 @@ def _run(spec: dict[str, Any], progress: Progress) -> None:
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    # Import what every client needs before the clock starts (not part of the run's cost),
+    # Import what the client needs before the clock starts (not part of the run's cost),
     # ours and the baselines alike: before, aiohttp (0.15 s) and requests (0.06 s) were
     # imported inside the clock, 0.08 and 0.03 ms per photo of a 2 000-photo run.
-    for module in PRELOADED:
-        with contextlib.suppress(ImportError):  # aiohttp is an optional extra
-            importlib.import_module(module)
+    for module in PRELOADED.get(spec["client"], OURS):
+        importlib.import_module(module)
     from idphoto_async._gc_settings import BATCH_THRESHOLDS, collector_settings
 
     with collector_settings(BATCH_THRESHOLDS):  # as `idphoto batch` runs, for every client

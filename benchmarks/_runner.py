@@ -25,16 +25,16 @@ __all__ = ["main", "run_client_process"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
-OURS = ("anyio", "httpx", "idphoto_async")
 PRELOADED = {
-    "ours": OURS,
-    "ours-one-pool": OURS,
-    "ours-aiohttp": (*OURS, "aiohttp"),
-    "gather": ("httpx", "aiolimiter"),
-    "threads": ("requests",),
+    "ours": ("benchmarks._ours",),
+    "ours-one-pool": ("benchmarks._ours",),
+    "ours-aiohttp": ("benchmarks._ours", "aiohttp"),  # the client imports it on first use
+    "gather": ("benchmarks._baseline_gather",),
+    "threads": ("benchmarks._baseline_threads",),
 }
-"""What each client imports before its run's clock starts (only its own: a library loaded
-and unused would count in the client's peak RSS)."""
+"""What each client imports before its run's clock starts: its own module (and with it its
+libraries), not the other clients' (a library loaded and unused would count in its peak
+RSS; `main` loads ``idphoto_async`` for every client, for its collector settings)."""
 
 
 def peak_rss_bytes(pid: int | str = "self") -> int | None:
@@ -97,7 +97,7 @@ def main() -> None:
     # Import what the client needs before the clock starts (not part of the run's cost),
     # ours and the baselines alike: before, aiohttp (0.15 s) and requests (0.06 s) were
     # imported inside the clock, 0.08 and 0.03 ms per photo of a 2 000-photo run.
-    for module in PRELOADED.get(spec["client"], OURS):
+    for module in PRELOADED.get(spec["client"], ()):  # unknown: `_run` says so
         importlib.import_module(module)
     from idphoto_async._gc_settings import BATCH_THRESHOLDS, collector_settings
 

@@ -31,6 +31,7 @@ from ._errors import (
     TaskTimeoutError,
     ValidationError,
 )
+from ._file_work import FileWork
 from ._inputs import Upload, prepare_upload, validate_image_url, validate_source
 from ._limiter import Limiter, TokenBucketLimiter
 from ._models import Task, TaskResult
@@ -141,6 +142,7 @@ class AsyncIDPhotoClient:
         self.poll_schedule = poll_schedule or PollSchedule()
         self.retry_creates = retry_creates
         self.max_download_bytes = max_download_bytes
+        self._files = FileWork()
         self._api = ApiCaller(
             http=self._http,
             base_url=base,
@@ -280,7 +282,9 @@ class AsyncIDPhotoClient:
         options = make_options(size=size, format=format, bg_color=bg_color, return_type=return_type)
         validate_source(image_file, image_url)
         upload: Upload | None = None
-        if image_file is not None:
+        if isinstance(image_file, str | os.PathLike | bytes | bytearray | memoryview):
+            upload = await self._files.run(prepare_upload, image_file)  # a regular file
+        elif image_file is not None:  # a file object: a pipe or socket may block for long
             upload = await anyio.to_thread.run_sync(prepare_upload, image_file)
         try:
             return await self._send_create(
@@ -465,6 +469,7 @@ class AsyncIDPhotoClient:
                     dest,
                     max_bytes=self.max_download_bytes,
                     timeout=self._request_timeout(timeout),
+                    files=self._files,
                 )
 
         return await self._api.retry.call(

@@ -9,10 +9,11 @@ phase of a download is bounded in time (`idphoto_async._timeouts.PhaseDeadline`)
 key is never sent to the result host. Any failure to write the destination (a folder, a
 read-only path, a full disk) is a `DownloadError` with ``retryable=False``.
 
-File I/O runs in anyio worker threads (not aiofiles, which runs on asyncio's executor only:
-this SDK must run unchanged on trio). A result is buffered in memory up to `SPOOL_BYTES` and
-checked for a folder in the way, written, flushed and renamed in one thread hop (a hop costs
-more CPU than the file work itself); a larger one spills to the temporary file as it streams.
+The file work of a result up to `SPOOL_BYTES` (check for a folder in the way, write, flush,
+rename) is one `idphoto_async._file_work.FileWork` operation: on the event loop while the
+disk is fast, in an anyio worker thread otherwise (not aiofiles, which runs on asyncio's
+executor only: this SDK must run unchanged on trio). A larger result spills to the
+temporary file in worker threads as it streams.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ import anyio.to_thread
 import httpx
 
 from ._errors import DownloadError, ResultExpiredError
+from ._file_work import FileWork
 from ._models import TaskResult
 from ._timeouts import PhaseDeadline
+from ._transport import body_chunks
 
 __all__ = ["remove_stale_parts", "save_file", "save_result"]
 
@@ -67,10 +70,11 @@ async def save_result(
     *,
     max_bytes: int,
     timeout: httpx.Timeout | None = None,
+    files: FileWork | None = None,
 ) -> Path:
     """Write ``result``'s image to ``dest`` atomically and return the path, ``Path(dest)``."""
     path = Path(dest)
-    await save_file(http, result, str(path), max_bytes=max_bytes, timeout=timeout)
+    await save_file(http, result, str(path), max_bytes=max_bytes, timeout=timeout, files=files)
     return path
 
 
@@ -81,10 +85,13 @@ async def save_file(
     *,
     max_bytes: int,
     timeout: httpx.Timeout | None = None,
+    files: FileWork | None = None,
 ) -> str:
     """`save_result` with ``path`` as text, normalised as ``str(Path(dest))`` is (the batch's
     outputs: it never parses a per-input path with pathlib, see
-    `idphoto_async._paths.posix_text`); returns ``path``."""
+    `idphoto_async._paths.posix_text`); returns ``path``. ``files`` runs the file work
+    (default: worker threads)."""
+    files = files or FileWork()
     if not result.is_done or result.image is None:
         raise DownloadError(
             f"Task {result.task_id} has no image yet (state {int(result.state)}).",
@@ -103,7 +110,7 @@ async def save_file(
                 await _stream_url(http, result, spool, max_bytes=max_bytes, timeout=timeout)
             else:
                 _decode_base64(result, spool, max_bytes=max_bytes)
-            await anyio.to_thread.run_sync(spool.finish, path)
+            await files.run(spool.finish, path)
         except IsADirectoryError:
             raise DownloadError(
                 f"Cannot save the result of task {result.task_id}: {path!r} is a folder.",
@@ -121,7 +128,7 @@ async def save_file(
             ) from None
     except BaseException:
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(spool.discard)
+            await files.run(spool.discard)
         raise
     return path
 
@@ -331,7 +338,7 @@ async def _write_stream(
     received = 0
     head = tail = b""
     try:
-        async for chunk in response.aiter_bytes(CHUNK_SIZE):
+        async for chunk in body_chunks(response, CHUNK_SIZE):
             received += len(chunk)
             if received > max_bytes:
                 raise DownloadError(

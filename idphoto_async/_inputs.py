@@ -375,9 +375,10 @@ def _read_small_file(name: str) -> tuple[bytes, ImageInfo] | None:
 def prepare_upload(image_file: ImageFileLike) -> Upload:
     """Check ``image_file`` (a path, bytes or a binary file object) and prepare its upload.
 
-    Meant for a worker thread: it reads files. A path of at most `INLINE_UPLOAD_BYTES` is
-    read whole here, so sending it does no file I/O on the event loop; a larger one is
-    streamed from disk when sent.
+    Blocking: it reads files (the client runs it through `idphoto_async._file_work.FileWork`
+    for a path or bytes, in a worker thread for a file object). A path of at most
+    `INLINE_UPLOAD_BYTES` is read whole here, so sending it does no file I/O on the event
+    loop; a larger one is streamed from disk when sent.
     """
     if isinstance(image_file, str | os.PathLike):
         name = os.fsdecode(image_file)

@@ -247,7 +247,10 @@ class BatchRunner:
                 counted = True
                 self.stats.in_flight -= 1
                 self.stats.count(outcome)
-                await send.send(outcome)
+                try:  # room in the buffer (the usual case): no turn of the event loop
+                    send.send_nowait(outcome)
+                except anyio.WouldBlock:
+                    await send.send(outcome)
         except anyio.BrokenResourceError:
             pass  # the caller left the block: the run is being cancelled
         except Exception as exc:  # an error of the run: stop it; raised there

@@ -139,16 +139,19 @@ class Processor:
 
     async def _sleep(self, task: TaskRecord, seconds: float) -> None:
         assert task.processed_at is not None
-        deadline = task.processed_at + self.config.max_processing
-        await anyio.sleep(max(0.0, min(seconds, deadline - self.clock.time())))
+        remaining = task.processed_at + self.config.max_processing - self.clock.time()
+        await anyio.sleep(max(0.0, min(seconds, remaining)))
+        if seconds >= remaining:  # slept to the deadline (an event loop may wake a timer a
+            raise self._timed_out()  # hair early: the clock alone can read just short of it)
         self._check_deadline(task)
 
     def _check_deadline(self, task: TaskRecord) -> None:
         assert task.processed_at is not None
         if self.clock.time() - task.processed_at >= self.config.max_processing:
-            raise EngineError(
-                -8, f"processing timed out after {self.config.max_processing:g} seconds"
-            )
+            raise self._timed_out()
+
+    def _timed_out(self) -> EngineError:
+        return EngineError(-8, f"processing timed out after {self.config.max_processing:g} seconds")
 
     def _succeed(self, task: TaskRecord, result: EngineResult, fmt: str) -> None:
         if task.return_type == 2:

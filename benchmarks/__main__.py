@@ -61,6 +61,7 @@ def rerender(dump_path: Path, output: Path) -> int:
         engine_line=dump.get("engine_line"),
         floor_line=dump.get("floor_line"),
         analysis=analysis_file.read_text() if analysis_file.exists() else None,
+        runs=dump.get("runs"),
     )
     output.write_text(report)
     print(report)
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         engine_line=engine,
         floor_line=floor,
         analysis=analysis_file.read_text() if analysis_file.exists() and not args.quick else None,
+        runs=raw,
     )
     print(report)
     if output is not None:

@@ -59,6 +59,24 @@ def test_every_scenario_runs_at_tiny_size(tmp_path: Path) -> None:
     assert "ours, sync" in report
 
 
+def test_paired_cpu_divides_each_repetition_by_its_own_baseline() -> None:
+    from benchmarks._report import paired_cpu
+
+    def cpu(*values: float) -> list[dict[str, Any]]:
+        return [{"client_cpu_ms": v} for v in values]
+
+    runs = {
+        "ours, async": cpu(4.0, 9.0, 6.0),
+        "ours, sync": cpu(2.0),  # fewer repetitions: paired as far as they go
+        "baseline (b) 128 threads, requests, poll 2 s": cpu(5.0, 10.0, 5.0),
+    }
+    rows = paired_cpu(runs)
+    pairs = "0.80 (4.00/5.00) | 0.90 (9.00/10.00) | 1.20 (6.00/5.00)"
+    assert f"| ours, async | {pairs} | 0.90 |" in rows
+    assert "| ours, sync | 0.40 (2.00/5.00) | 0.40 |" in rows
+    assert paired_cpu({"ours, async": cpu(1.0)}) == []  # no yardstick, no table
+
+
 def test_steady_rate_leaves_out_the_drain() -> None:
     """40 photos at 1/s while creates go out, then 20 finishing at 4/s (queries only)."""
     from benchmarks._scenarios import last_create, steady_rate

@@ -8,7 +8,9 @@ timed: one that spends longer than `SLOW_SECONDS` blocked (its wall time less th
 it used: a network or failing disk, not the first Pillow import) sends the next
 `THREAD_SECONDS` of operations to anyio's worker threads, where a slow disk holds up nothing
 else, and then inline is tried again. The event loop is thus blocked by a slow disk at most
-once per `THREAD_SECONDS`, for that one operation's time.
+once per `THREAD_SECONDS`, for that one operation's time. (A wait for the GIL while another
+thread holds it counts as blocked too: the file work then moves to threads, which costs CPU
+but loses nothing.)
 """
 
 from __future__ import annotations

@@ -94,6 +94,16 @@ def test_out_equal_to_the_input_folder_is_refused(server: LocalServer, tmp_path:
     assert not list((tmp_path / "in").glob("*.png"))
 
 
+def test_local_out_equal_to_the_input_folder_leaves_it_untouched(tmp_path: Path) -> None:
+    images = make_images(tmp_path / "in", 2)
+    before = sorted(p.name for p in (tmp_path / "in").iterdir())
+    done = idphoto("batch", tmp_path / "in", "-o", tmp_path / "in", "--local")
+    one_line_usage_error(done, "output directory")
+    # Refused before the local engine started: not even its log was written there.
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == before
+    assert len(images) == 2
+
+
 @pytest.mark.parametrize("target", ["journal", "legacy_journal", "input"])
 def test_a_report_that_would_overwrite_something_is_refused(
     server: LocalServer, tmp_path: Path, target: str

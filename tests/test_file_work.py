@@ -138,16 +138,25 @@ def threads_seen(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
     return seen
 
 
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    path = tmp_path / "in.jpg"
+    path.write_bytes(portrait())
+    return path
+
+
 def client_for(server: LocalServer) -> AsyncIDPhotoClient:
+    """A client whose file work never finds the disk slow (a frozen clock): the server's
+    thread holding the GIL would otherwise count as a blocked operation now and then."""
     schedule = PollSchedule(initial_guess=0.02, min_delay=0.01, max_delay=0.05)
-    return AsyncIDPhotoClient(None, server.base_url, qps=1000, poll_schedule=schedule)
+    client = AsyncIDPhotoClient(None, server.base_url, qps=1000, poll_schedule=schedule)
+    client._files = FileWork(FakeClock(), no_cpu)
+    return client
 
 
 async def test_a_path_is_read_and_its_result_written_on_the_loop(
-    server: LocalServer, tmp_path: Path, threads_seen: dict[str, bool]
+    server: LocalServer, src: Path, tmp_path: Path, threads_seen: dict[str, bool]
 ) -> None:
-    src = tmp_path / "in.jpg"
-    src.write_bytes(portrait())
     async with client_for(server) as client:
         out = await client.generate(src, tmp_path / "out.jpg", format="jpg")
     assert out.read_bytes()[:3] == b"\xff\xd8\xff"
@@ -165,10 +174,8 @@ async def test_a_file_object_is_read_in_a_worker_thread(
 
 
 async def test_a_slow_disk_moves_the_client_file_work_to_threads(
-    server: LocalServer, tmp_path: Path, threads_seen: dict[str, bool]
+    server: LocalServer, src: Path, tmp_path: Path, threads_seen: dict[str, bool]
 ) -> None:
-    src = tmp_path / "in.jpg"
-    src.write_bytes(portrait())
     async with client_for(server) as client:
         clock = FakeClock()
         client._files = FileWork(clock, no_cpu)

@@ -161,6 +161,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
         args.mode = "sync" if args.local else "async"
     out = Path(args.out)
     key: str | None
+    if args.local:  # before the engine starts and writes its log under OUT
+        _refuse_inputs_in(out, args.inputs)
     with ExitStack() as stack:
         if args.local:
             base_url, key, qps = (
@@ -174,6 +176,19 @@ def run_batch_command(args: argparse.Namespace) -> int:
         stack.enter_context(collector_settings(BATCH_THRESHOLDS))
         return anyio.run(_run, args, out, base_url, key, qps)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _refuse_inputs_in(out: Path, inputs: list[str]) -> None:
+    """Exit 2 if an input is or lies in OUT (the batch checks it too, once it runs)."""
+    from .._batch import BatchConfigError, check_argument
+    from .._batch._layout import real
+
+    root = real(out)
+    for raw in inputs:
+        try:
+            check_argument(raw, root)
+        except BatchConfigError as exc:
+            fail_usage(str(exc))
 
 
 @contextmanager

@@ -26,7 +26,6 @@ import glob
 import os
 import secrets
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import BinaryIO
 
 import anyio
@@ -39,7 +38,7 @@ from ._models import TaskResult
 from ._timeouts import PhaseDeadline
 from ._transport import body_chunks
 
-__all__ = ["remove_stale_parts", "save_file", "save_result"]
+__all__ = ["remove_stale_parts", "save_file"]
 
 CHUNK_SIZE = 64 * 1024
 SPOOL_BYTES = 256 * 1024
@@ -63,35 +62,19 @@ _WRITE_ADVICE = (
 )
 
 
-async def save_result(
-    http: httpx.AsyncClient,
-    result: TaskResult,
-    dest: str | os.PathLike[str],
-    *,
-    max_bytes: int,
-    timeout: httpx.Timeout | None = None,
-    files: FileWork | None = None,
-) -> Path:
-    """Write ``result``'s image to ``dest`` atomically and return the path, ``Path(dest)``."""
-    path = Path(dest)
-    await save_file(http, result, str(path), max_bytes=max_bytes, timeout=timeout, files=files)
-    return path
-
-
 async def save_file(
     http: httpx.AsyncClient,
     result: TaskResult,
     path: str,
     *,
     max_bytes: int,
+    files: FileWork,
     timeout: httpx.Timeout | None = None,
-    files: FileWork | None = None,
 ) -> str:
-    """`save_result` with ``path`` as text, normalised as ``str(Path(dest))`` is (the batch's
+    """Write ``result``'s image to ``path`` atomically (the file work through ``files``) and
+    return ``path``, given as text, normalised as ``str(Path(dest))`` is (the batch's
     outputs: it never parses a per-input path with pathlib, see
-    `idphoto_async._paths.posix_text`); returns ``path``. ``files`` runs the file work
-    (default: worker threads)."""
-    files = files or FileWork()
+    `idphoto_async._paths.posix_text`)."""
     if not result.is_done or result.image is None:
         raise DownloadError(
             f"Task {result.task_id} has no image yet (state {int(result.state)}).",

@@ -161,8 +161,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         args.mode = "sync" if args.local else "async"
     out = Path(args.out)
     key: str | None
-    if args.local:  # before the engine starts and writes its log under OUT
-        _refuse_inputs_in(out, args.inputs)
+    _refuse_inputs_in(out, args.inputs)  # before a local engine writes its log under OUT
     with ExitStack() as stack:
         if args.local:
             base_url, key, qps = (
@@ -179,7 +178,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
 
 def _refuse_inputs_in(out: Path, inputs: list[str]) -> None:
-    """Exit 2 if an input is or lies in OUT (the batch checks it too, once it runs)."""
+    """Exit 2 if an input argument is empty, or is or lies in OUT (blocking)."""
     from .._batch import BatchConfigError, check_argument
     from .._batch._layout import real
 
@@ -367,11 +366,9 @@ class _BatchCommand:
 
     def _check_layout(self) -> Path | None:
         """Refuse colliding paths before anything is written or sent (blocking)."""
-        from .._batch import check_argument, check_side_files, prepare_out_dir
+        from .._batch import check_side_files, prepare_out_dir
 
-        out_root = prepare_out_dir(self.runner.out_dir)
-        for raw in self.args.inputs:
-            check_argument(raw, out_root)
+        out_root = prepare_out_dir(self.runner.out_dir)  # the inputs: `_refuse_inputs_in`
         report = Path(self.args.report) if self.args.report else None
         check_side_files(
             out_root, self.args.inputs, journal=self.runner.journal_path, report=report

@@ -108,6 +108,27 @@ async def test_a_cut_jpeg_is_refused_and_a_whole_one_kept(tmp_path: Path) -> Non
     assert leftovers(tmp_path) == ["whole.jpg"]
 
 
+async def test_compressed_answers_are_decoded(tmp_path: Path) -> None:
+    """A gzip-encoded API answer and result (most bodies are read as they came: not these)."""
+    import gzip
+    import json
+
+    async def gzipped(stream: anyio.abc.SocketStream, request: bytes) -> None:
+        if request.startswith(b"GET /r.png"):
+            body = PNG
+        else:
+            data = {"task_id": "T1", "state": 1, "image": f"{base}/r.png"}
+            body = json.dumps({"status": 200, "message": "ok", "data": data}).encode()
+        await stream.send(http_answer(gzip.compress(body), headers={"Content-Encoding": "gzip"}))
+
+    async with raw_server(gzipped) as (base, requests), client(base) as c:
+        result = await c.get("T1")
+        path = await c.download(result, tmp_path / "a.png")
+    assert result.is_done and result.image == f"{base}/r.png"
+    assert path.read_bytes() == PNG
+    assert len(requests) == 2
+
+
 async def test_a_cut_base64_result_is_queried_again(tmp_path: Path) -> None:
     whole = base64.b64encode(PNG).decode()
     cut = whole[: (len(whole) // 8) * 4]  # valid base64 of half the image
